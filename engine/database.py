@@ -1,0 +1,24 @@
+"""Creating the async engine for the store, with the settings each backend needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def connect(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        database = create_async_engine(url)
+
+        @event.listens_for(database.sync_engine, "connect")
+        def _sqlite_pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return database
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)

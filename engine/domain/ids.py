@@ -1,0 +1,31 @@
+"""Ids are derived from what they identify (UUIDv5), never random: the same input gives the same output."""
+
+from __future__ import annotations
+
+import uuid
+
+DOCLOOP_NAMESPACE = uuid.UUID("5f0c3c2e-7f7e-4d0a-9a57-64f1c0d1e001")
+
+
+def derive(*parts: object) -> str:
+    return str(uuid.uuid5(DOCLOOP_NAMESPACE, "|".join(str(part) for part in parts)))
+
+
+def case_id(claim_id: str, line_number: int, root_cause: str) -> str:
+    return derive("case", claim_id, line_number, root_cause)
+
+
+def pattern_id(provider_npi: str, root_cause: str, procedure_code: str, episode: int) -> str:
+    return derive("pattern", provider_npi, root_cause, procedure_code, episode)
+
+
+def notification_id(pattern_id: str, kind: str, audience: str, about: str = "") -> str:
+    return derive("notification", pattern_id, kind, audience, about)
+
+
+def escalation_id(subject: str, level: int, reason: str) -> str:
+    return derive("escalation", subject, level, reason)
+
+
+def dlq_id(source_id: str) -> str:
+    return derive("dlq", source_id)

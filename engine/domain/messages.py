@@ -1,0 +1,209 @@
+"""Message composition: the same pattern told three ways.
+
+Clinicians hear about the documentation gap in clinical words (no money, no advice on codes); billing
+staff hear codes and dollars; leadership hears trend, money and ownership.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from importlib import resources
+from typing import Literal
+
+from engine.domain import ids
+from engine.domain.model import Pattern
+from schemas import (
+    EscalationFacts,
+    EscalationRaised,
+    EscalationTarget,
+    Evidence,
+    FeedbackNotification,
+    PatternSummary,
+    Recipient,
+    RootCause,
+)
+from schemas.outbound import Audience, EscalationReason, NotificationKind
+
+EVIDENCE_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Wording:
+    label: str
+    billing_guidance: str
+    clinician_gap: str = ""
+    clinician_guidance: str = ""
+
+
+def load_wording() -> dict[RootCause, Wording]:
+    text = resources.files("engine.domain").joinpath("data/messages.json").read_text("utf-8")
+    entries = json.loads(text)["root_causes"]
+    return {RootCause(name): Wording(**entry) for name, entry in entries.items()}
+
+
+def money(amount: Decimal) -> str:
+    return f"${amount:,.2f}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True)
+class Composer:
+    wording: dict[RootCause, Wording]
+    billing_team: str
+    quiet_days: int
+
+    def notification(
+        self, kind: NotificationKind, audience: Audience, pattern: Pattern, now: datetime, about: str = ""
+    ) -> FeedbackNotification:
+        """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts)."""
+        words = self.wording[pattern.root_cause]
+        if audience == "clinician":
+            recipient = Recipient(type="provider", id=pattern.provider_npi)
+            title, body, guidance = self._for_clinician(kind, pattern, words)
+        else:
+            recipient = Recipient(type="team", id=self.billing_team)
+            title, body, guidance = self._for_billing(kind, pattern, words)
+        evidence = sorted(pattern.evidence, key=lambda e: (e.service_date, e.claim_id), reverse=True)
+        return FeedbackNotification(
+            notification_id=ids.notification_id(pattern.pattern_id, kind, audience, about),
+            kind=kind,
+            audience=audience,
+            recipient=recipient,
+            pattern_id=pattern.pattern_id,
+            pattern=PatternSummary(
+                provider_npi=pattern.provider_npi,
+                root_cause=pattern.root_cause,
+                procedure_code=pattern.procedure_code,
+                department=pattern.department,
+                case_count=pattern.case_count,
+                post_feedback_cases=pattern.post_feedback_cases,
+                status=pattern.status.value,
+                amount_at_risk=pattern.amount_at_risk if audience == "billing" else None,
+                reason_codes=list(pattern.reason_codes) if audience == "billing" else None,
+            ),
+            title=title,
+            body=body,
+            guidance=guidance,
+            evidence=[
+                Evidence(claim_id=e.claim_id, encounter_id=e.encounter_id, service_date=e.service_date)
+                for e in evidence[:EVIDENCE_LIMIT]
+            ],
+            created_at=now,
+        )
+
+    def _for_clinician(self, kind: NotificationKind, p: Pattern, words: Wording) -> tuple[str, str, str]:
+        code, gap = p.procedure_code, words.clinician_gap
+        feedback = p.feedback_date.isoformat() if p.feedback_date else ""
+        if kind == "pattern_opened":
+            title = f"Documentation feedback: {words.label} ({code})"
+            body = (
+                f"{_plural(p.case_count, 'recent visit')} for {code} came back from review because {gap}. "
+                "This has happened more than once, so we are sharing it as a pattern rather than a single case."
+            )
+        elif kind == "pattern_recurring":
+            title = f"Still seen after feedback: {words.label} ({code})"
+            body = (
+                f"Since the feedback on {feedback}, a visit for {code} came back from review because {gap}. "
+                f"Visits after the feedback with this gap: {p.post_feedback_cases}."
+            )
+        elif kind == "reminder":
+            title = f"Reminder: documentation feedback awaiting your acknowledgement ({code})"
+            body = (
+                f"On {feedback} we shared that visits for {code} came back from review because {gap}. "
+                "Please acknowledge it, or tell us if something in it looks wrong."
+            )
+        elif kind == "pre_bill_alert":
+            title = f"Before this visit is submitted: {words.label} ({code})"
+            body = (
+                f"A note you just signed for {code} may not yet show what earlier visits were missing: {gap}. "
+                "If your care included more than the note shows, an addendum can document it."
+            )
+        else:
+            title = f"Resolved: {words.label} ({code})"
+            body = (
+                f"No visit for {code} has come back for this reason in {self.quiet_days} days since the feedback "
+                f"on {feedback}. Thank you: the change in documentation is working."
+            )
+        return title, body, words.clinician_guidance
+
+    def _for_billing(self, kind: NotificationKind, p: Pattern, words: Wording) -> tuple[str, str, str]:
+        codes = ", ".join(p.reason_codes)
+        who = f"NPI {p.provider_npi} ({p.department})"
+        at_risk = money(p.amount_at_risk)
+        headline = {
+            "pattern_opened": "Pattern opened",
+            "pattern_recurring": "Recurring after feedback",
+            "reminder": "Feedback unacknowledged",
+            "pre_bill_alert": "Pre-bill alert",
+            "pattern_resolved": "Pattern resolved",
+        }[kind]
+        title = f"{headline}: {p.root_cause.value} on CPT {p.procedure_code}, {who}"
+        body = (
+            f"{_plural(p.case_count, 'denied line')} for CPT {p.procedure_code} ({codes}); "
+            f"{at_risk} at risk; {p.post_feedback_cases} after feedback."
+        )
+        if kind == "pre_bill_alert":
+            body += " A newly signed note for this code fails the documentation check: review before submission."
+        elif kind == "pattern_resolved":
+            body += f" No new denials for {self.quiet_days} days since feedback."
+        elif kind == "reminder":
+            body += " The clinician has not acknowledged the feedback yet."
+        return title, body, words.billing_guidance
+
+    def escalation(
+        self,
+        level: Literal[1, 2],
+        reason: EscalationReason,
+        patterns: list[Pattern],
+        department: str,
+        root_cause: RootCause,
+        now: datetime,
+    ) -> EscalationRaised:
+        """One escalation for one pattern, or (systemic) for the open patterns of a department and root cause."""
+        single = patterns[0] if reason != "systemic" else None
+        subject = single.pattern_id if single else f"systemic|{department}|{root_cause.value}"
+        amount = sum((p.amount_at_risk for p in patterns), Decimal("0.00"))
+        providers = sorted({p.provider_npi for p in patterns})
+        cases = sum(p.case_count for p in patterns)
+        after = sum(p.post_feedback_cases for p in patterns)
+        opened = single.opened_at if single else None
+        days = (now - opened).days if opened else None
+        label = self.wording[root_cause].label
+        role: Literal["department_lead", "revenue_cycle_leadership"] = (
+            "department_lead" if level == 1 else "revenue_cycle_leadership"
+        )
+        owner = "department lead" if level == 1 else "revenue cycle leadership"
+        if reason == "recurrence_after_feedback":
+            trend = f"{label} keeps recurring after feedback: {after} visits after feedback"
+        elif reason == "unacknowledged":
+            trend = f"feedback on {label} unacknowledged for {days} days"
+        elif reason == "amount_at_risk":
+            trend = f"{label} has reached {money(amount)} at risk"
+        else:
+            trend = f"{label} is open for {len(providers)} providers at once: a process gap, not one person's"
+        summary = f"{department}: {trend}. {_plural(cases, 'case')}, {money(amount)} at risk. Owner: {owner}."
+        return EscalationRaised(
+            escalation_id=ids.escalation_id(subject, level, reason),
+            level=level,
+            reason=reason,
+            target=EscalationTarget(role=role, department=department),
+            pattern_id=single.pattern_id if single else None,
+            department=department,
+            root_cause=root_cause,
+            facts=EscalationFacts(
+                case_count=cases,
+                post_feedback_cases=after,
+                amount_at_risk=amount,
+                providers=providers,
+                open_patterns=len(patterns),
+                days_since_feedback=days,
+            ),
+            summary=summary,
+            created_at=now,
+        )

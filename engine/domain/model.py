@@ -1,0 +1,114 @@
+"""Docloop's domain objects. Plain dataclasses: the store maps them to tables, the rules change them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import NamedTuple
+
+from schemas import RootCause
+
+
+class PatternKey(NamedTuple):
+    provider_npi: str
+    root_cause: RootCause
+    procedure_code: str
+
+
+class PatternStatus(StrEnum):
+    PENDING = "pending"  # collecting cases, not yet at the threshold: nobody has been told anything
+    OPEN = "open"  # feedback given; watching whether it changes the pattern
+    RESOLVED = "resolved"  # quiet long enough (and compliant notes seen): the episode is over
+
+
+@dataclass
+class Case:
+    """One denied claim line for one root cause. A resubmission denied again updates it."""
+
+    case_id: str
+    claim_id: str
+    line_number: int
+    root_cause: RootCause
+    provider_npi: str
+    department: str
+    procedure_code: str
+    modifiers: list[str]
+    encounter_id: str
+    service_date: date
+    amount: Decimal
+    reason_codes: list[str]
+    payer_id: str
+    pattern_id: str
+    post_feedback: bool
+    first_denied_at: datetime
+    last_denied_at: datetime
+    denial_count: int = 1
+    note_id: str | None = None
+    patient_hash: str | None = None
+
+    @property
+    def key(self) -> PatternKey:
+        return PatternKey(self.provider_npi, self.root_cause, self.procedure_code)
+
+
+@dataclass(frozen=True)
+class EvidenceRef:
+    claim_id: str
+    encounter_id: str
+    service_date: date
+
+
+@dataclass
+class Pattern:
+    """One episode of a recurring gap: one provider, one root cause, one procedure."""
+
+    pattern_id: str
+    provider_npi: str
+    root_cause: RootCause
+    procedure_code: str
+    episode: int
+    department: str
+    status: PatternStatus = PatternStatus.PENDING
+    case_count: int = 0
+    post_feedback_cases: int = 0
+    amount_at_risk: Decimal = Decimal("0.00")
+    reason_codes: list[str] = field(default_factory=list)
+    evidence: list[EvidenceRef] = field(default_factory=list)
+    last_service_date: date | None = None
+    billed_with_modifier_25: bool = False
+    opened_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    ack_response: str | None = None
+    reminded: bool = False
+    compliant_notes: int = 0
+    resolved_at: datetime | None = None
+    next_due_at: datetime | None = None
+    escalations: list[str] = field(default_factory=list)  # "level:reason" already raised for this episode
+
+    @property
+    def key(self) -> PatternKey:
+        return PatternKey(self.provider_npi, self.root_cause, self.procedure_code)
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
+
+    @property
+    def feedback_date(self) -> date | None:
+        return self.opened_at.date() if self.opened_at else None
+
+
+@dataclass
+class Note:
+    """What Docloop keeps of a signed note: enough to link cases and to count it once."""
+
+    note_id: str
+    encounter_id: str
+    provider_npi: str
+    service_date: date
+    signed_at: datetime
+    patient_hash: str | None = None
+    pre_bill_alerted: bool = False
+    compliant_for: list[str] = field(default_factory=list)  # pattern ids this note counted for

@@ -1,0 +1,385 @@
+"""The feedback loop's rules: cases gather into patterns, patterns notify, escalate and resolve.
+
+Everything here is pure: events and the clock come in, messages come out, `State` holds what is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from engine.domain import ids
+from engine.domain.checks import NoteFacts, has_check, passes_check
+from engine.domain.codebook import CodeBook, Finding
+from engine.domain.messages import Composer, load_wording
+from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.state import State
+from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
+from schemas.outbound import Audience, EscalationReason, NotificationKind
+
+Message = FeedbackNotification | EscalationRaised
+EVIDENCE_KEPT = 10
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The tunable numbers of DESIGN.md; `engine.settings` fills them from DOCLOOP_ variables."""
+
+    pattern_threshold: int = 3
+    window_days: int = 60
+    escalate_recurrence_l1: int = 2
+    escalate_recurrence_l2: int = 4
+    remind_after_days: int = 7
+    escalate_unacked_days: int = 14
+    escalate_amount: Decimal = Decimal("10000.00")
+    systemic_providers: int = 3
+    resolve_quiet_days: int = 60
+    resolve_compliant_notes: int = 3
+    billing_team: str = "billing"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one event did: `result` is applied, duplicate or ignored (valid but about nothing we track)."""
+
+    result: Literal["applied", "duplicate", "ignored"]
+    messages: list[Message]
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def start_of(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        thresholds: Thresholds | None = None,
+        codebook: CodeBook | None = None,
+        hash_patient: Callable[[str | None], str | None] = lambda _: None,
+    ) -> None:
+        self.t = thresholds or Thresholds()
+        self.codebook = codebook or CodeBook.load()
+        self.compose = Composer(load_wording(), self.t.billing_team, self.t.resolve_quiet_days)
+        self.hash_patient = hash_patient
+
+    # ---- entry points -------------------------------------------------------------------------------
+
+    def process(self, event: InboundEvent, state: State) -> Outcome:
+        """Apply one event: fire the timers due by its time, then the event itself."""
+        if state.has_event(event.event_id):
+            return Outcome("duplicate", [])
+        state.record_event(event.event_id, event.event_type)
+        messages = self.advance(as_utc(event.occurred_at), state)
+        now = state.clock
+        assert now is not None
+        if isinstance(event, ClaimDenied):
+            applied = self._on_claim(event, state, now, messages)
+        elif isinstance(event, NoteSigned):
+            applied = self._on_note(event, state, now, messages)
+        else:
+            applied = self._on_acknowledgement(event, state, now)
+        return Outcome("applied" if applied else "ignored", messages)
+
+    def advance(self, to: datetime, state: State) -> list[Message]:
+        """Move the event-time clock forward (never back) and fire every timer due by then, in due order."""
+        target = to if state.clock is None or to > state.clock else state.clock
+        messages: list[Message] = []
+        while (pattern := state.next_due(target)) is not None:
+            assert pattern.next_due_at is not None
+            self._fire_timers(pattern, pattern.next_due_at, state, messages)
+        state.clock = target
+        return messages
+
+    # ---- claims -------------------------------------------------------------------------------------
+
+    def _on_claim(self, event: ClaimDenied, state: State, now: datetime, out: list[Message]) -> bool:
+        applied = False
+        for line in event.lines:
+            for finding in self.codebook.classify(line):
+                applied = True
+                case_id = ids.case_id(event.claim_id, line.line_number, finding.root_cause.value)
+                existing = state.case(case_id)
+                if existing is not None:
+                    self._denied_again(existing, finding, state, now, out)
+                    continue
+                case = Case(
+                    case_id=case_id,
+                    claim_id=event.claim_id,
+                    line_number=line.line_number,
+                    root_cause=finding.root_cause,
+                    provider_npi=event.rendering_provider.npi,
+                    department=event.rendering_provider.department,
+                    procedure_code=line.procedure_code,
+                    modifiers=list(line.modifiers),
+                    encounter_id=event.encounter_id,
+                    service_date=event.service_date,
+                    amount=finding.amount,
+                    reason_codes=list(finding.reason_codes),
+                    payer_id=event.payer.id,
+                    pattern_id="",
+                    post_feedback=False,
+                    first_denied_at=now,
+                    last_denied_at=now,
+                    patient_hash=self.hash_patient(event.patient_ref),
+                )
+                latest = state.latest_note(event.encounter_id)
+                case.note_id = latest.note_id if latest else None
+                self._add_case(case, state, now, out)
+        return applied
+
+    def _denied_again(self, case: Case, finding: Finding, state: State, now: datetime, out: list[Message]) -> None:
+        """A resubmission denied again: the same case, with the latest amount; not a new occurrence."""
+        pattern = state.pattern(case.pattern_id)
+        assert pattern is not None
+        delta = finding.amount - case.amount
+        case.amount = finding.amount
+        case.reason_codes = _merged(case.reason_codes, finding.reason_codes)
+        case.denial_count += 1
+        case.last_denied_at = now
+        state.save_case(case)
+        pattern.amount_at_risk += delta
+        pattern.reason_codes = _merged(pattern.reason_codes, finding.reason_codes)
+        state.save_pattern(pattern)
+        if pattern.status is PatternStatus.OPEN:
+            self._check_pattern_escalations(pattern, state, now, out)
+
+    def _add_case(self, case: Case, state: State, now: datetime, out: list[Message]) -> None:
+        pattern = state.current_pattern(case.key)
+        if pattern is None or pattern.status is PatternStatus.RESOLVED:
+            pattern = self._new_episode(case, pattern)
+            state.save_pattern(pattern)
+        case.pattern_id = pattern.pattern_id
+        # Post-feedback is judged by the visit's date, not the denial's: a denial that arrives after feedback
+        # for a visit that happened before it says nothing about whether the feedback worked.
+        feedback_date = pattern.feedback_date
+        case.post_feedback = feedback_date is not None and case.service_date > feedback_date
+        state.save_case(case)
+
+        pattern.case_count += 1
+        pattern.amount_at_risk += case.amount
+        pattern.reason_codes = _merged(pattern.reason_codes, case.reason_codes)
+        pattern.evidence = _recent_evidence(pattern.evidence, case)
+        if pattern.last_service_date is None or case.service_date > pattern.last_service_date:
+            pattern.last_service_date = case.service_date
+        pattern.billed_with_modifier_25 = pattern.billed_with_modifier_25 or "25" in case.modifiers
+
+        if pattern.status is PatternStatus.PENDING:
+            if self._reaches_threshold(pattern, case, state):
+                self._open(pattern, state, now, out)
+        else:
+            if case.post_feedback:
+                pattern.post_feedback_cases += 1
+                if pattern.post_feedback_cases == 1:
+                    self._notify("pattern_recurring", pattern, state, now, out)
+            self._check_pattern_escalations(pattern, state, now, out)
+        self._schedule(pattern)
+        state.save_pattern(pattern)
+
+    def _new_episode(self, case: Case, previous: Pattern | None) -> Pattern:
+        episode = previous.episode + 1 if previous else 1
+        return Pattern(
+            pattern_id=ids.pattern_id(case.provider_npi, case.root_cause.value, case.procedure_code, episode),
+            provider_npi=case.provider_npi,
+            root_cause=case.root_cause,
+            procedure_code=case.procedure_code,
+            episode=episode,
+            department=case.department,
+        )
+
+    def _reaches_threshold(self, pattern: Pattern, case: Case, state: State) -> bool:
+        """Is there a run of `threshold` cases, including this one, whose service dates span at most the window?"""
+        window = timedelta(days=self.t.window_days)
+        nearby = state.cases_of_pattern(pattern.pattern_id, case.service_date - window, case.service_date + window)
+        dates = sorted(c.service_date for c in nearby)
+        need = self.t.pattern_threshold
+        return any(
+            dates[i] <= case.service_date <= dates[i + need - 1] and dates[i + need - 1] - dates[i] <= window
+            for i in range(len(dates) - need + 1)
+        )
+
+    def _open(self, pattern: Pattern, state: State, now: datetime, out: list[Message]) -> None:
+        pattern.status = PatternStatus.OPEN
+        pattern.opened_at = now
+        self._notify("pattern_opened", pattern, state, now, out)
+        self._check_pattern_escalations(pattern, state, now, out)
+        self._check_systemic(pattern, state, now, out)
+
+    # ---- notes --------------------------------------------------------------------------------------
+
+    def _on_note(self, event: NoteSigned, state: State, now: datetime, out: list[Message]) -> bool:
+        signed_at = as_utc(event.signed_at)
+        note = state.note(event.note_id)
+        if note is None:
+            note = Note(
+                note_id=event.note_id,
+                encounter_id=event.encounter_id,
+                provider_npi=event.author.npi,
+                service_date=event.service_date,
+                signed_at=signed_at,
+                patient_hash=self.hash_patient(event.patient_ref),
+            )
+        elif signed_at > note.signed_at:
+            note.signed_at = signed_at  # signed again (amended): the latest signature counts
+        state.save_note(note)
+
+        latest = state.latest_note(event.encounter_id)
+        if latest is not None and latest.note_id == note.note_id:
+            for case in state.cases_of_encounter(event.encounter_id):
+                if case.note_id != note.note_id:
+                    case.note_id = note.note_id
+                    state.save_case(case)
+
+        facts = NoteFacts(event.service_date, signed_at, event.documentation)
+        for pattern in state.open_patterns_of_provider(event.author.npi):
+            if pattern.procedure_code not in event.documentation.procedure_codes or not has_check(pattern.root_cause):
+                continue
+            if pattern.opened_at is None or signed_at <= pattern.opened_at:
+                continue  # signed before the feedback: neither a chance to act on it nor evidence that it worked
+            if not passes_check(pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts):
+                if not note.pre_bill_alerted:
+                    note.pre_bill_alerted = True
+                    state.save_note(note)
+                    self._notify("pre_bill_alert", pattern, state, now, out, about=note.note_id)
+            elif pattern.pattern_id not in note.compliant_for:
+                note.compliant_for.append(pattern.pattern_id)
+                state.save_note(note)
+                pattern.compliant_notes += 1
+                if self._may_resolve(pattern, now):
+                    self._resolve(pattern, state, now, out)
+                self._schedule(pattern)
+                state.save_pattern(pattern)
+        return True
+
+    # ---- acknowledgements ---------------------------------------------------------------------------
+
+    def _on_acknowledgement(self, event: FeedbackAcknowledged, state: State, now: datetime) -> bool:
+        key: PatternKey | None = None
+        if event.pattern_key is not None:
+            k = event.pattern_key
+            key = PatternKey(k.provider_npi, k.root_cause, k.procedure_code)
+        elif event.notification_id is not None:
+            pattern_id = state.pattern_of_notification(event.notification_id)
+            named = state.pattern(pattern_id) if pattern_id else None
+            key = named.key if named else None
+        pattern = state.current_pattern(key) if key else None
+        if pattern is None or pattern.status is not PatternStatus.OPEN or pattern.acknowledged:
+            return False
+        pattern.acknowledged_at = now
+        pattern.ack_response = event.response
+        self._schedule(pattern)
+        state.save_pattern(pattern)
+        return True
+
+    # ---- timers -------------------------------------------------------------------------------------
+
+    def _timers(self, p: Pattern) -> list[tuple[datetime, str]]:
+        if p.status is not PatternStatus.OPEN or p.opened_at is None:
+            return []
+        timers = []
+        if not p.acknowledged and not p.reminded:
+            timers.append((p.opened_at + timedelta(days=self.t.remind_after_days), "reminder"))
+        if not p.acknowledged and "1:unacknowledged" not in p.escalations:
+            timers.append((p.opened_at + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
+        if self._has_enough_compliant_notes(p):
+            timers.append((self._quiet_since(p), "resolve"))
+        return timers
+
+    def _schedule(self, p: Pattern) -> None:
+        timers = self._timers(p)
+        p.next_due_at = min(due for due, _ in timers) if timers else None
+
+    def _fire_timers(self, p: Pattern, due: datetime, state: State, out: list[Message]) -> None:
+        for at, timer in sorted(self._timers(p), key=lambda t: t[0]):
+            if at > due or p.status is not PatternStatus.OPEN:
+                continue
+            if timer == "reminder":
+                p.reminded = True
+                self._notify("reminder", p, state, due, out)
+            elif timer == "unacknowledged":
+                self._escalate(p, 1, "unacknowledged", state, due, out)
+            elif self._may_resolve(p, due):
+                self._resolve(p, state, due, out)
+        self._schedule(p)
+        state.save_pattern(p)
+
+    def _quiet_since(self, p: Pattern) -> datetime:
+        """When the pattern has been quiet long enough: after feedback, and after the latest visit with the gap."""
+        quiet = timedelta(days=self.t.resolve_quiet_days)
+        assert p.opened_at is not None and p.last_service_date is not None
+        return max(p.opened_at + quiet, start_of(p.last_service_date) + quiet)
+
+    def _has_enough_compliant_notes(self, p: Pattern) -> bool:
+        return not has_check(p.root_cause) or p.compliant_notes >= self.t.resolve_compliant_notes
+
+    def _may_resolve(self, p: Pattern, now: datetime) -> bool:
+        return p.status is PatternStatus.OPEN and self._has_enough_compliant_notes(p) and now >= self._quiet_since(p)
+
+    def _resolve(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
+        p.status = PatternStatus.RESOLVED
+        p.resolved_at = now
+        self._notify("pattern_resolved", p, state, now, out)
+
+    # ---- messages -----------------------------------------------------------------------------------
+
+    def _audiences(self, p: Pattern) -> list[Audience]:
+        return ["clinician", "billing"] if self.codebook.is_clinician_facing(p.root_cause) else ["billing"]
+
+    def _notify(
+        self, kind: NotificationKind, p: Pattern, state: State, now: datetime, out: list[Message], about: str = ""
+    ) -> None:
+        for audience in self._audiences(p):
+            message = self.compose.notification(kind, audience, p, now, about)
+            if state.pattern_of_notification(message.notification_id) is None:
+                state.record_notification(message.notification_id, p.pattern_id)
+                out.append(message)
+
+    def _check_pattern_escalations(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
+        if p.post_feedback_cases >= self.t.escalate_recurrence_l1:
+            self._escalate(p, 1, "recurrence_after_feedback", state, now, out)
+        if p.post_feedback_cases >= self.t.escalate_recurrence_l2:
+            self._escalate(p, 2, "recurrence_after_feedback", state, now, out)
+        if p.amount_at_risk >= self.t.escalate_amount:
+            self._escalate(p, 2, "amount_at_risk", state, now, out)
+
+    def _escalate(
+        self,
+        p: Pattern,
+        level: Literal[1, 2],
+        reason: EscalationReason,
+        state: State,
+        now: datetime,
+        out: list[Message],
+    ) -> None:
+        raised = f"{level}:{reason}"
+        if raised in p.escalations:
+            return
+        p.escalations.append(raised)
+        escalation = self.compose.escalation(level, reason, [p], p.department, p.root_cause, now)
+        state.record_escalation(escalation)
+        out.append(escalation)
+
+    def _check_systemic(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
+        open_here = state.open_patterns_in(p.department, p.root_cause)
+        if len({q.provider_npi for q in open_here}) < self.t.systemic_providers:
+            return
+        escalation = self.compose.escalation(2, "systemic", open_here, p.department, p.root_cause, now)
+        if not state.has_escalation(escalation.escalation_id):
+            state.record_escalation(escalation)
+            out.append(escalation)
+
+
+def _merged(codes: list[str], more: tuple[str, ...] | list[str]) -> list[str]:
+    return sorted(set(codes) | set(more))
+
+
+def _recent_evidence(evidence: list[EvidenceRef], case: Case) -> list[EvidenceRef]:
+    ref = EvidenceRef(case.claim_id, case.encounter_id, case.service_date)
+    kept = sorted([*evidence, ref], key=lambda e: (e.service_date, e.claim_id), reverse=True)
+    return kept[:EVIDENCE_KEPT]

@@ -1,0 +1,57 @@
+"""`docloop schemas export`: JSON Schema for every contract and the AsyncAPI document of the service.
+
+Both are generated from the code (the pydantic models and the FastStream app) and committed; a test fails
+when the committed files drift from what the code generates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+import schemas
+
+SCHEMAS_DIR = Path(schemas.__file__).resolve().parent
+
+INBOUND: dict[str, type[BaseModel]] = {
+    "claim-denied": schemas.ClaimDenied,
+    "note-signed": schemas.NoteSigned,
+    "feedback-acknowledged": schemas.FeedbackAcknowledged,
+}
+OUTBOUND: dict[str, type[BaseModel]] = {
+    "feedback-notification": schemas.FeedbackNotification,
+    "escalation-raised": schemas.EscalationRaised,
+}
+
+
+def _dump(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def generated_files() -> dict[str, str]:
+    """Relative path inside schemas/ -> file content."""
+    files = {}
+    for name, model in INBOUND.items():
+        files[f"json/{name}.v1.schema.json"] = _dump(model.model_json_schema(mode="validation"))
+    for name, model in OUTBOUND.items():
+        files[f"json/{name}.v1.schema.json"] = _dump(model.model_json_schema(mode="serialization"))
+    try:
+        from engine.serve import asyncapi_document
+    except ImportError:  # the service module is optional while it is being built
+        return files
+    files["asyncapi.json"] = _dump(asyncapi_document())
+    return files
+
+
+def export(out: Path | None = None) -> list[Path]:
+    base = out or SCHEMAS_DIR
+    written = []
+    for relative, content in generated_files().items():
+        path = base / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
+    return written

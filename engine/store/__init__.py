@@ -1,0 +1,1 @@
+"""Persistence: tables, the repository that maps them to the domain, and migrations."""

@@ -1,0 +1,438 @@
+"""Maps the domain to tables: loads the slice of state a batch needs, writes back what it changed.
+
+Every read is a bulk query keyed by what the batch's events name, so the cost of a batch depends on the
+batch, not on how many cases and patterns are stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, Table, and_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from engine.domain import ids
+from engine.domain.codebook import CodeBook
+from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.state import Changes, State
+from engine.store import tables as t
+from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
+
+# Keep IN-lists well below the bind-parameter limits of SQLite (32766) and PostgreSQL (32767).
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    message_id: str
+    stream: str
+    key: bytes | None
+    value: bytes
+    created_at: datetime
+    reason: str | None = None
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    key = [c.name for c in table.primary_key.columns]
+    statement = _insert(conn, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=key, set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
+    )
+    for chunk in _chunks(rows):
+        await conn.execute(statement, list(chunk))
+
+
+async def _insert_new(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = _insert(conn, table).on_conflict_do_nothing()
+    for chunk in _chunks(rows):
+        await conn.execute(statement, list(chunk))
+
+
+# ---- row <-> domain ---------------------------------------------------------------------------------
+
+
+def _case(row: Row[Any]) -> Case:
+    return Case(
+        case_id=row.case_id,
+        claim_id=row.claim_id,
+        line_number=row.line_number,
+        root_cause=RootCause(row.root_cause),
+        provider_npi=row.provider_npi,
+        department=row.department,
+        procedure_code=row.procedure_code,
+        modifiers=list(row.modifiers),
+        encounter_id=row.encounter_id,
+        service_date=row.service_date,
+        amount=row.amount,
+        reason_codes=list(row.reason_codes),
+        payer_id=row.payer_id,
+        pattern_id=row.pattern_id,
+        post_feedback=row.post_feedback,
+        first_denied_at=row.first_denied_at,
+        last_denied_at=row.last_denied_at,
+        denial_count=row.denial_count,
+        note_id=row.note_id,
+        patient_hash=row.patient_hash,
+    )
+
+
+def _case_row(case: Case) -> dict[str, Any]:
+    return {
+        "case_id": case.case_id,
+        "claim_id": case.claim_id,
+        "line_number": case.line_number,
+        "root_cause": case.root_cause.value,
+        "provider_npi": case.provider_npi,
+        "department": case.department,
+        "procedure_code": case.procedure_code,
+        "modifiers": case.modifiers,
+        "encounter_id": case.encounter_id,
+        "service_date": case.service_date,
+        "amount": case.amount,
+        "reason_codes": case.reason_codes,
+        "payer_id": case.payer_id,
+        "pattern_id": case.pattern_id,
+        "post_feedback": case.post_feedback,
+        "first_denied_at": case.first_denied_at,
+        "last_denied_at": case.last_denied_at,
+        "denial_count": case.denial_count,
+        "note_id": case.note_id,
+        "patient_hash": case.patient_hash,
+    }
+
+
+def _pattern(row: Row[Any]) -> Pattern:
+    return Pattern(
+        pattern_id=row.pattern_id,
+        provider_npi=row.provider_npi,
+        root_cause=RootCause(row.root_cause),
+        procedure_code=row.procedure_code,
+        episode=row.episode,
+        department=row.department,
+        status=PatternStatus(row.status),
+        case_count=row.case_count,
+        post_feedback_cases=row.post_feedback_cases,
+        amount_at_risk=row.amount_at_risk,
+        reason_codes=list(row.reason_codes),
+        evidence=[
+            EvidenceRef(e["claim_id"], e["encounter_id"], date.fromisoformat(e["service_date"])) for e in row.evidence
+        ],
+        last_service_date=row.last_service_date,
+        billed_with_modifier_25=row.billed_with_modifier_25,
+        opened_at=row.opened_at,
+        acknowledged_at=row.acknowledged_at,
+        ack_response=row.ack_response,
+        reminded=row.reminded,
+        compliant_notes=row.compliant_notes,
+        resolved_at=row.resolved_at,
+        next_due_at=row.next_due_at,
+        escalations=list(row.escalations),
+    )
+
+
+def _pattern_row(p: Pattern) -> dict[str, Any]:
+    return {
+        "pattern_id": p.pattern_id,
+        "provider_npi": p.provider_npi,
+        "root_cause": p.root_cause.value,
+        "procedure_code": p.procedure_code,
+        "episode": p.episode,
+        "department": p.department,
+        "status": p.status.value,
+        "case_count": p.case_count,
+        "post_feedback_cases": p.post_feedback_cases,
+        "amount_at_risk": p.amount_at_risk,
+        "reason_codes": p.reason_codes,
+        "evidence": [
+            {"claim_id": e.claim_id, "encounter_id": e.encounter_id, "service_date": e.service_date.isoformat()}
+            for e in p.evidence
+        ],
+        "last_service_date": p.last_service_date,
+        "billed_with_modifier_25": p.billed_with_modifier_25,
+        "opened_at": p.opened_at,
+        "acknowledged_at": p.acknowledged_at,
+        "ack_response": p.ack_response,
+        "reminded": p.reminded,
+        "compliant_notes": p.compliant_notes,
+        "resolved_at": p.resolved_at,
+        "next_due_at": p.next_due_at,
+        "escalations": p.escalations,
+    }
+
+
+def _note(row: Row[Any]) -> Note:
+    return Note(
+        note_id=row.note_id,
+        encounter_id=row.encounter_id,
+        provider_npi=row.provider_npi,
+        service_date=row.service_date,
+        signed_at=row.signed_at,
+        patient_hash=row.patient_hash,
+        pre_bill_alerted=row.pre_bill_alerted,
+        compliant_for=list(row.compliant_for),
+    )
+
+
+def _note_row(n: Note) -> dict[str, Any]:
+    return {
+        "note_id": n.note_id,
+        "encounter_id": n.encounter_id,
+        "provider_npi": n.provider_npi,
+        "service_date": n.service_date,
+        "signed_at": n.signed_at,
+        "patient_hash": n.patient_hash,
+        "pre_bill_alerted": n.pre_bill_alerted,
+        "compliant_for": n.compliant_for,
+    }
+
+
+# ---- the engine-wide row: clock and serialisation point ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineClock:
+    clock: datetime | None
+    last_event_wall_at: datetime | None
+
+
+async def lock_clock(conn: AsyncConnection) -> EngineClock:
+    """Read the event-time clock, holding its row lock until commit: batches of all replicas apply in turn."""
+    query = select(t.engine_state).where(t.engine_state.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        await _insert_new(conn, t.engine_state, [{"id": 1, "clock": None, "last_event_wall_at": None}])
+        row = (await conn.execute(query)).first()
+        assert row is not None
+    return EngineClock(row.clock, row.last_event_wall_at)
+
+
+async def save_clock(conn: AsyncConnection, clock: datetime | None, last_event_wall_at: datetime | None) -> None:
+    await conn.execute(
+        update(t.engine_state)
+        .where(t.engine_state.c.id == 1)
+        .values(clock=clock, last_event_wall_at=last_event_wall_at)
+    )
+
+
+# ---- loading what a batch needs ---------------------------------------------------------------------
+
+
+class BatchLoader:
+    """Collects what a batch's events name, then loads it in a handful of bulk queries."""
+
+    def __init__(self, conn: AsyncConnection, codebook: CodeBook, window_days: int) -> None:
+        self.conn = conn
+        self.codebook = codebook
+        self.window = timedelta(days=window_days)
+
+    async def load(self, events: Sequence[InboundEvent], until: datetime, clock: datetime | None) -> State:
+        state = State(clock)
+        event_ids = [e.event_id for e in events]
+        for chunk in _chunks(event_ids):
+            rows = await self.conn.execute(
+                select(t.processed_events.c.event_id).where(t.processed_events.c.event_id.in_(chunk))
+            )
+            for (event_id,) in rows:
+                state.load_event(event_id)
+
+        claims = [e for e in events if isinstance(e, ClaimDenied)]
+        notes = [e for e in events if isinstance(e, NoteSigned)]
+        acks = [e for e in events if isinstance(e, FeedbackAcknowledged)]
+
+        case_ids: set[str] = set()
+        keys: set[PatternKey] = set()
+        departments: set[tuple[str, str]] = set()
+        service_dates: list[date] = []
+        for claim in claims:
+            for line in claim.lines:
+                for finding in self.codebook.classify(line):
+                    case_ids.add(ids.case_id(claim.claim_id, line.line_number, finding.root_cause.value))
+                    keys.add(PatternKey(claim.rendering_provider.npi, finding.root_cause, line.procedure_code))
+                    departments.add((claim.rendering_provider.department, finding.root_cause.value))
+                    service_dates.append(claim.service_date)
+        for ack in acks:
+            if ack.pattern_key is not None:
+                k = ack.pattern_key
+                keys.add(PatternKey(k.provider_npi, k.root_cause, k.procedure_code))
+
+        # Acknowledgements that name a notification: find its pattern, then that key's current episode.
+        notification_ids = [a.notification_id for a in acks if a.notification_id]
+        named_patterns: set[str] = set()
+        for chunk in _chunks(notification_ids):
+            rows = await self.conn.execute(select(t.notifications).where(t.notifications.c.notification_id.in_(chunk)))
+            for row in rows:
+                state.load_notification(row.notification_id, row.pattern_id)
+                named_patterns.add(row.pattern_id)
+
+        await self._load_cases(state, t.cases.c.case_id, sorted(case_ids))
+        patterns = await self._load_patterns(state, t.patterns.c.pattern_id, sorted(named_patterns))
+        keys.update(p.key for p in patterns)
+        await self._load_patterns_by_key(state, sorted(keys))
+        # Patterns of cases denied again may be earlier episodes.
+        case_patterns = sorted({c.pattern_id for c in (state.case(i) for i in case_ids) if c is not None})
+        await self._load_patterns(state, t.patterns.c.pattern_id, case_patterns)
+
+        # Pending episodes need the cases near the new service dates to test the threshold.
+        pending = sorted(
+            p.pattern_id
+            for k in keys
+            if (p := state.current_pattern(k)) is not None and p.status is PatternStatus.PENDING
+        )
+        if pending and service_dates:
+            first, last = min(service_dates) - self.window, max(service_dates) + self.window
+            for chunk in _chunks(pending):
+                rows = await self.conn.execute(
+                    select(t.cases).where(t.cases.c.pattern_id.in_(chunk), t.cases.c.service_date.between(first, last))
+                )
+                for row in rows:
+                    if state.case(row.case_id) is None:
+                        state.load_case(_case(row))
+
+        # Systemic escalations count the open patterns of a department and root cause.
+        if departments:
+            pairs = sorted(departments)
+            for chunk in _chunks(pairs):
+                await self._load_patterns(
+                    state,
+                    None,
+                    [],
+                    and_(
+                        tuple_(t.patterns.c.department, t.patterns.c.root_cause).in_(chunk),
+                        t.patterns.c.status == PatternStatus.OPEN.value,
+                    ),
+                )
+            systemic = [ids.escalation_id(f"systemic|{d}|{rc}", 2, "systemic") for d, rc in pairs]
+            for chunk in _chunks(systemic):
+                rows = await self.conn.execute(
+                    select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
+                )
+                for (escalation_id,) in rows:
+                    state.load_escalation(escalation_id)
+
+        # Notes: the note itself (signed again?), its encounter's notes and cases, its author's open patterns.
+        note_ids = sorted({n.note_id for n in notes})
+        encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
+        authors = sorted({n.author.npi for n in notes})
+        for chunk in _chunks(note_ids):
+            for row in await self.conn.execute(select(t.notes).where(t.notes.c.note_id.in_(chunk))):
+                state.load_note(_note(row))
+        for chunk in _chunks(encounters):
+            for row in await self.conn.execute(select(t.notes).where(t.notes.c.encounter_id.in_(chunk))):
+                if state.note(row.note_id) is None:
+                    state.load_note(_note(row))
+        await self._load_cases(state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}))
+        for chunk in _chunks(authors):
+            await self._load_patterns(
+                state,
+                None,
+                [],
+                and_(t.patterns.c.provider_npi.in_(chunk), t.patterns.c.status == PatternStatus.OPEN.value),
+            )
+
+        # Timers that fall due before the batch's last event.
+        await self._load_patterns(state, None, [], t.patterns.c.next_due_at <= until)
+        # Resolutions and acknowledgements need each key's latest episode, not just the one named.
+        await self._load_patterns_by_key(state, sorted(p.key for p in list(state.loaded_patterns())))
+        return state
+
+    async def _load_cases(self, state: State, column: Any, values: Sequence[Any]) -> None:
+        for chunk in _chunks(values):
+            for row in await self.conn.execute(select(t.cases).where(column.in_(chunk))):
+                if state.case(row.case_id) is None:
+                    state.load_case(_case(row))
+
+    async def _load_patterns(
+        self, state: State, column: Any, values: Sequence[Any], condition: Any = None
+    ) -> list[Pattern]:
+        conditions = [condition] if condition is not None else [column.in_(chunk) for chunk in _chunks(values)]
+        loaded = []
+        for where in conditions:
+            for row in await self.conn.execute(select(t.patterns).where(where)):
+                pattern = state.pattern(row.pattern_id)
+                if pattern is None:
+                    pattern = _pattern(row)
+                    state.load_pattern(pattern)
+                loaded.append(pattern)
+        return loaded
+
+    async def _load_patterns_by_key(self, state: State, keys: Sequence[PatternKey]) -> None:
+        columns = tuple_(t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
+        values = [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in keys]
+        for chunk in _chunks(values):
+            await self._load_patterns(state, None, [], columns.in_(chunk))
+
+
+# ---- writing back -----------------------------------------------------------------------------------
+
+
+async def save_changes(conn: AsyncConnection, changes: Changes, applied_at: datetime) -> None:
+    await _insert_new(
+        conn,
+        t.processed_events,
+        [{"event_id": i, "event_type": kind, "applied_at": applied_at} for i, kind in changes.events.items()],
+    )
+    await _upsert(conn, t.patterns, [_pattern_row(p) for p in changes.patterns.values()])
+    await _upsert(conn, t.cases, [_case_row(c) for c in changes.cases.values()])
+    await _upsert(conn, t.notes, [_note_row(n) for n in changes.notes.values()])
+    await _insert_new(
+        conn,
+        t.notifications,
+        [{"notification_id": n, "pattern_id": p} for n, p in changes.notifications.items()],
+    )
+    await _insert_new(
+        conn,
+        t.escalations,
+        [
+            {
+                "escalation_id": e.escalation_id,
+                "level": e.level,
+                "reason": e.reason,
+                "pattern_id": e.pattern_id,
+                "department": e.department,
+                "root_cause": e.root_cause.value,
+                "created_at": e.created_at,
+                "summary": e.summary[:1000],
+            }
+            for e in changes.escalations
+        ],
+    )
+
+
+async def append_outbox(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
+    """Insert in order; a message id already there (a batch applied twice) is skipped, never duplicated."""
+    await _insert_new(
+        conn,
+        t.outbox,
+        [
+            {
+                "message_id": r.message_id,
+                "stream": r.stream,
+                "key": r.key,
+                "value": r.value,
+                "reason": r.reason,
+                "created_at": r.created_at,
+                "published_at": None,
+            }
+            for r in rows
+        ],
+    )

@@ -1,0 +1,190 @@
+"""Table definitions. The schema itself is created only by the Alembic history in migrations/."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on PostgreSQL (timestamptz) and SQLite (which stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Cents(TypeDecorator[Decimal]):
+    """Money as whole cents: exact on every backend, and summable in SQL."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        return None if value is None else int((value * 100).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(int(value)) / 100
+
+
+# SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
+Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
+
+engine_state = Table(
+    "engine_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("clock", UTCDateTime, nullable=True),
+    Column("last_event_wall_at", UTCDateTime, nullable=True),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("event_type", String(32), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("claim_id", String(128), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("root_cause", String(40), nullable=False),
+    Column("provider_npi", String(10), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("procedure_code", String(16), nullable=False),
+    Column("modifiers", JSON, nullable=False),
+    Column("encounter_id", String(128), nullable=False, index=True),
+    Column("service_date", Date, nullable=False),
+    Column("amount", Cents, nullable=False),
+    Column("reason_codes", JSON, nullable=False),
+    Column("payer_id", String(128), nullable=False),
+    Column("pattern_id", String(36), nullable=False),
+    Column("post_feedback", Boolean, nullable=False),
+    Column("first_denied_at", UTCDateTime, nullable=False),
+    Column("last_denied_at", UTCDateTime, nullable=False),
+    Column("denial_count", Integer, nullable=False),
+    Column("note_id", String(128), nullable=True),
+    Column("patient_hash", String(64), nullable=True),
+    UniqueConstraint("claim_id", "line_number", "root_cause"),
+    Index("ix_cases_pattern_service_date", "pattern_id", "service_date"),
+)
+
+patterns = Table(
+    "patterns",
+    metadata,
+    Column("pattern_id", String(36), primary_key=True),
+    Column("provider_npi", String(10), nullable=False),
+    Column("root_cause", String(40), nullable=False),
+    Column("procedure_code", String(16), nullable=False),
+    Column("episode", Integer, nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("case_count", Integer, nullable=False),
+    Column("post_feedback_cases", Integer, nullable=False),
+    Column("amount_at_risk", Cents, nullable=False),
+    Column("reason_codes", JSON, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("last_service_date", Date, nullable=True),
+    Column("billed_with_modifier_25", Boolean, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=True),
+    Column("acknowledged_at", UTCDateTime, nullable=True),
+    Column("ack_response", String(64), nullable=True),
+    Column("reminded", Boolean, nullable=False),
+    Column("compliant_notes", Integer, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("next_due_at", UTCDateTime, nullable=True, index=True),
+    Column("escalations", JSON, nullable=False),
+    UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
+    Index("ix_patterns_provider_status", "provider_npi", "status"),
+    Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
+)
+
+notes = Table(
+    "notes",
+    metadata,
+    Column("note_id", String(128), primary_key=True),
+    Column("encounter_id", String(128), nullable=False, index=True),
+    Column("provider_npi", String(10), nullable=False),
+    Column("service_date", Date, nullable=False),
+    Column("signed_at", UTCDateTime, nullable=False),
+    Column("patient_hash", String(64), nullable=True),
+    Column("pre_bill_alerted", Boolean, nullable=False),
+    Column("compliant_for", JSON, nullable=False),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", String(36), primary_key=True),
+    Column("pattern_id", String(36), nullable=False, index=True),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("escalation_id", String(36), primary_key=True),
+    Column("level", Integer, nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("pattern_id", String(36), nullable=True, index=True),
+    Column("department", String(128), nullable=False),
+    Column("root_cause", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("summary", String(1000), nullable=False),
+)
+
+# The outbox: every outbound message, written in the same transaction as the state that caused it.
+# `seq` is the publication order; `published_at` is set once the broker has confirmed the message.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("stream", String(16), nullable=False),  # notifications | escalations | dlq
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("reason", String(500), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_unpublished", "published_at", "seq"),
+)

@@ -1,0 +1,142 @@
+"""`docloop replay` over the shipped scenario: exactly the messages the rules call for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support.scenario import scenario_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "engine" / "examples" / "scenario.jsonl"
+
+
+def replay(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "replay", str(SCENARIO), "--out", str(out), *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def read(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_shipped_scenario_is_the_one_the_tests_describe() -> None:
+    assert SCENARIO.read_text().splitlines() == scenario_lines()
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("replay")
+    replay(out)
+    return out
+
+
+def test_replay_produces_every_notification_kind_and_escalation_reason(replayed: Path) -> None:
+    notifications = read(replayed / "notifications.jsonl")
+    escalations = read(replayed / "escalations.jsonl")
+    assert Counter((n["kind"], n["audience"]) for n in notifications) == {
+        ("pattern_opened", "clinician"): 5,
+        ("pattern_opened", "billing"): 6,
+        ("reminder", "clinician"): 4,
+        ("reminder", "billing"): 5,
+        ("pattern_recurring", "clinician"): 1,
+        ("pattern_recurring", "billing"): 1,
+        ("pre_bill_alert", "clinician"): 1,
+        ("pre_bill_alert", "billing"): 1,
+        ("pattern_resolved", "clinician"): 1,
+        ("pattern_resolved", "billing"): 2,
+    }
+    assert Counter((e["level"], e["reason"]) for e in escalations) == {
+        (2, "systemic"): 1,
+        (1, "unacknowledged"): 5,
+        (2, "amount_at_risk"): 1,
+        (1, "recurrence_after_feedback"): 1,
+        (2, "recurrence_after_feedback"): 1,
+    }
+
+
+def test_replay_sends_bad_lines_to_the_dlq_with_reasons(replayed: Path) -> None:
+    dlq = read(replayed / "dlq.jsonl")
+    reasons = [str(d["reason"]).split(":")[0] for d in dlq]
+    assert reasons == [
+        "not JSON",
+        "unknown event_type",
+        "invalid event",
+        "occurred_at in the future",
+        "unsupported schema_version",
+    ]
+    assert all("MRN-" not in str(d["reason"]) for d in dlq)
+
+
+def test_no_administrative_pattern_reaches_a_clinician(replayed: Path) -> None:
+    for n in read(replayed / "notifications.jsonl"):
+        if n["audience"] == "clinician":
+            assert n["pattern"]["root_cause"] not in {"eligibility", "authorization_missing", "timely_filing"}  # type: ignore[index]
+
+
+def test_replaying_twice_gives_byte_identical_files(replayed: Path, tmp_path: Path) -> None:
+    replay(tmp_path)
+    for name in ("notifications.jsonl", "escalations.jsonl", "dlq.jsonl"):
+        assert (tmp_path / name).read_bytes() == (replayed / name).read_bytes(), name
+
+
+def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> None:
+    summary = replay(tmp_path).stdout
+    assert "rejected to dlq 5" in summary and "duplicates 1" in summary
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "report",
+            "--format",
+            "json",
+            "--database-url",
+            f"sqlite+aiosqlite:///{tmp_path / 'docloop.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    data = json.loads(report.stdout)
+    assert data["totals"]["open"] == 4 and data["totals"]["resolved"] == 2
+    assert {p["status"] for p in data["patterns"]} == {"open", "resolved"}
+    assert all(
+        set(p)
+        >= {
+            "pattern_id",
+            "provider_npi",
+            "root_cause",
+            "procedure_code",
+            "department",
+            "status",
+            "case_count",
+            "post_feedback_cases",
+            "amount_at_risk",
+            "acknowledged",
+        }
+        for p in data["patterns"]
+    )
+
+
+@pytest.mark.postgres
+def test_replay_runs_on_postgresql(tmp_path: Path, replayed: Path) -> None:
+    import asyncio
+
+    from tests.conftest import postgres_url, reset_postgres
+
+    url = postgres_url()
+    asyncio.run(reset_postgres(url))
+    replay(tmp_path, "--database-url", url)
+    assert (tmp_path / "notifications.jsonl").read_bytes() == (replayed / "notifications.jsonl").read_bytes()

@@ -1,0 +1,120 @@
+"""The service layer over a real store (SQLite and PostgreSQL): batches, duplicates, outbox and PHI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.service import Processor, RawEvent
+from engine.settings import Settings
+from engine.store import tables as t
+from tests.support.scenario import scenario_lines
+
+WALL = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+
+def processor(database: AsyncEngine, url: str) -> Processor:
+    return Processor(Settings(database_url=url), database, wall_clock=lambda: WALL)
+
+
+def raws(lines: list[str]) -> list[RawEvent]:
+    return [RawEvent(line.encode(), None, f"scenario:{i}") for i, line in enumerate(lines, start=1)]
+
+
+async def apply_in_batches(p: Processor, lines: list[str], size: int) -> None:
+    events = raws(lines)
+    for start in range(0, len(events), size):
+        await p.apply_batch(events[start : start + size])
+
+
+async def outbox(database: AsyncEngine) -> list[tuple[str, str, bytes]]:
+    async with database.connect() as conn:
+        rows = await conn.execute(
+            select(t.outbox.c.stream, t.outbox.c.message_id, t.outbox.c.value).order_by(t.outbox.c.seq)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 500])
+async def test_batch_boundaries_do_not_change_the_outcome(
+    database: AsyncEngine, store_url: str, batch_size: int
+) -> None:
+    """serve cuts batches wherever the broker does; replay in 500s. Both must give the same messages."""
+    from engine.domain.rules import Engine
+    from engine.domain.state import State
+    from schemas import InvalidEvent, decode_event
+
+    expected: list[str] = []
+    engine, state = Engine(), State()
+    for line in scenario_lines():
+        try:
+            event = decode_event(line)
+        except InvalidEvent:
+            continue
+        if event.occurred_at > WALL:
+            continue
+        expected += [m.model_dump_json() for m in engine.process(event, state).messages]
+
+    await apply_in_batches(processor(database, store_url), scenario_lines(), batch_size)
+    got = [value.decode() for stream, _, value in await outbox(database) if stream != "dlq"]
+    assert got == expected
+    assert len(expected) > 30
+
+
+async def test_a_batch_applied_twice_adds_nothing(database: AsyncEngine, store_url: str) -> None:
+    p = processor(database, store_url)
+    batch = raws(scenario_lines())
+    await p.apply_batch(batch)
+    first = await outbox(database)
+    report, _ = await p.apply_batch(batch)  # as after a crash between the commit and the offset commit
+    assert await outbox(database) == first
+    assert set(k.split(":")[1] for k in report.events) == {"duplicate"}
+
+
+async def test_bad_input_goes_to_the_outbox_dlq_with_the_original_bytes(database: AsyncEngine, store_url: str) -> None:
+    p = processor(database, store_url)
+    report, _ = await p.apply_batch(
+        [RawEvent(b"{not json", b"key-1", "t/0/1"), RawEvent(b"x" * 2_000_000, None, "t/0/2")]
+    )
+    rows = [r for r in await outbox(database) if r[0] == "dlq"]
+    assert [r[2][:9] for r in rows] == [b"{not json", b"xxxxxxxxx"]
+    assert dict(report.rejected) == {"not_JSON": 1, "too_large": 1}
+
+
+async def test_only_a_keyed_hash_of_patient_ref_is_stored(database: AsyncEngine, store_url: str) -> None:
+    await apply_in_batches(processor(database, store_url), scenario_lines(), 500)
+    async with database.connect() as conn:
+        for table in ("cases", "notes", "patterns", "notifications", "escalations", "processed_events"):
+            rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()
+            assert rows or table == "notifications"
+            assert "MRN-" not in repr(rows), table
+        hashes = (await conn.execute(select(t.cases.c.patient_hash))).scalars().all()
+        notifications = (await conn.execute(select(t.outbox.c.value).where(t.outbox.c.stream != "dlq"))).scalars().all()
+    assert all(h and len(h) == 64 for h in hashes)
+    assert not any(b"MRN-" in value for value in notifications)
+
+
+async def test_the_clock_survives_in_the_store_and_idle_time_fires_timers(
+    database: AsyncEngine, store_url: str
+) -> None:
+    lines = scenario_lines()[:8]  # RIVERA's pattern opens on 2026-02-16; then three bad lines; no acknowledgement
+    p = processor(database, store_url)
+    await apply_in_batches(p, lines, 3)
+    async with database.connect() as conn:
+        clock = await conn.scalar(select(t.engine_state.c.clock))
+    assert clock is not None and clock.isoformat() == "2026-02-17T08:00:00+00:00"
+    # Events keep arriving (wall time stands still): the clock stays on event time.
+    quiet, _ = await p.advance_idle_clock()
+    assert not quiet.notifications
+    # Then two hours without events: the ticker moves the clock to wall time minus the idle allowance.
+    p.wall_clock = lambda: WALL + timedelta(hours=2)
+    report, rows = await p.advance_idle_clock()
+    assert report.notifications["reminder:clinician"] == 1 and report.escalations["1:unacknowledged"] == 1
+    assert rows and all(r.created_at <= WALL + timedelta(hours=1) for r in rows)
+    again, _ = await p.advance_idle_clock()
+    assert not again.notifications and not again.escalations
+    async with database.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(t.outbox)) > 0

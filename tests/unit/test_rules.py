@@ -1,0 +1,453 @@
+"""The feedback loop's rules, event by event, on in-memory state (DESIGN.md, "Domain semantics")."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine.domain.model import PatternStatus
+from tests.support.events import ack, claim, note, npi
+from tests.support.world import World
+
+A = npi("123456789")
+B = npi("198765432")
+C = npi("176543210")
+D = npi("154321098")
+
+EM = [("CO", "150", "185.00")]
+
+
+def three_denials(world: World, provider: str = A, **overrides: object) -> None:
+    """Three 99215 visits a week apart in January, denied in February: opens on Feb 16 at 09:00."""
+    for i, (visit, denied) in enumerate((("2026-01-05", "02-02"), ("2026-01-12", "02-09"), ("2026-01-19", "02-16"))):
+        world.send(
+            claim(
+                f"{provider}-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=provider,
+                adjustments=EM,
+                amount="185.00",
+                **overrides,
+            )
+        )  # type: ignore[arg-type]
+
+
+def later_denial(world: World, event_id: str, visit: str, denied: str, provider: str = A) -> None:
+    world.send(
+        claim(event_id, occurred_at=denied, service_date=visit, provider=provider, adjustments=EM, amount="185.00")
+    )
+
+
+# ---- opening --------------------------------------------------------------------------------------
+
+
+def test_third_case_within_the_window_opens_the_pattern_for_clinician_and_billing() -> None:
+    world = World()
+    three_denials(world)
+    opened = world.notifications("pattern_opened")
+    assert sorted((n.audience, n.recipient.type, n.recipient.id) for n in opened) == [
+        ("billing", "team", "billing"),
+        ("clinician", "provider", A),
+    ]
+    assert all(n.created_at.isoformat() == "2026-02-16T09:00:00+00:00" for n in opened)
+    assert world.pattern(A).status is PatternStatus.OPEN
+    assert world.pattern(A).case_count == 3
+
+
+def test_two_cases_do_not_open_a_pattern() -> None:
+    world = World()
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    later_denial(world, "x2", "2026-01-12", "2026-02-09T09:00:00Z")
+    assert world.notifications() == []
+    assert world.pattern(A).status is PatternStatus.PENDING
+
+
+def test_cases_spread_wider_than_the_window_do_not_open_a_pattern() -> None:
+    world = World()
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    later_denial(world, "x2", "2026-02-20", "2026-03-20T09:00:00Z")
+    later_denial(world, "x3", "2026-04-10", "2026-05-08T09:00:00Z")
+    assert world.notifications() == []
+
+
+def test_a_late_denial_that_fills_the_window_opens_the_pattern() -> None:
+    world = World()
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    later_denial(world, "x3", "2026-03-01", "2026-03-20T09:00:00Z")
+    assert world.notifications() == []
+    later_denial(world, "x2", "2026-02-01", "2026-03-25T09:00:00Z")  # between the other two: 55 days in all
+    assert len(world.notifications("pattern_opened")) == 2
+
+
+def test_threshold_and_window_come_from_settings() -> None:
+    world = World(pattern_threshold=2, window_days=10)
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    later_denial(world, "x2", "2026-01-20", "2026-02-09T09:00:00Z")
+    assert world.notifications() == []
+    later_denial(world, "x3", "2026-01-25", "2026-02-10T09:00:00Z")
+    assert len(world.notifications("pattern_opened")) == 2
+
+
+def test_administrative_root_causes_reach_billing_and_never_clinicians() -> None:
+    world = World()
+    for i in range(3):
+        world.send(
+            claim(
+                f"e{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=A,
+                adjustments=[("CO", "27", "90.00")],
+                remarks=["N30"],
+                amount="90.00",
+            )
+        )
+    world.advance("2026-06-30T00:00:00Z")
+    assert world.notifications("pattern_opened", "billing")
+    assert world.notifications(audience="clinician") == []
+
+
+@pytest.mark.parametrize(
+    "adjustments",
+    [
+        [("PR", "1", "50.00")],
+        [("PR", "2", "10.00"), ("PR", "3", "25.00")],
+        [("CO", "45", "60.00")],
+        [("CO", "253", "2.00"), ("OA", "23", "8.00")],
+    ],
+)
+def test_cost_sharing_and_contractual_adjustments_create_no_case(adjustments: list[tuple[str, str, str]]) -> None:
+    world = World()
+    for i in range(3):
+        world.send(
+            claim(
+                f"p{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=A,
+                adjustments=adjustments,
+                remarks=[],
+            )
+        )
+    assert world.state.changes.cases == {}
+    assert world.messages == []
+
+
+# ---- cases --------------------------------------------------------------------------------------------
+
+
+def test_a_resubmission_denied_again_updates_the_same_case() -> None:
+    world = World()
+    three_denials(world)
+    world.send(
+        claim(
+            "again",
+            occurred_at="2026-02-20T09:00:00Z",
+            service_date="2026-01-19",
+            provider=A,
+            claim_id=f"CLM-{A}-2",
+            adjustments=[("CO", "150", "200.00")],
+            amount="200.00",
+        )
+    )
+    pattern = world.pattern(A)
+    assert pattern.case_count == 3
+    assert pattern.amount_at_risk == Decimal("570.00")  # 185 + 185 + the resubmission's 200
+    assert world.notifications("pattern_recurring") == []
+
+
+def test_a_note_arriving_after_its_denial_links_to_the_case() -> None:
+    world = World()
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    world.send(
+        note(
+            "n1",
+            signed_at="2026-01-05T18:00:00Z",
+            occurred_at="2026-02-03T00:00:00Z",
+            service_date="2026-01-05",
+            provider=A,
+            encounter_id="ENC-x1",
+        )
+    )
+    [case] = world.state.cases_of_encounter("ENC-x1")
+    assert case.note_id == "NOTE-n1"
+
+
+def test_a_denial_arriving_after_its_note_links_to_the_latest_signed_note() -> None:
+    world = World()
+    world.send(
+        note("n1", signed_at="2026-01-05T18:00:00Z", service_date="2026-01-05", provider=A, encounter_id="ENC-x1")
+    )
+    world.send(
+        note("n2", signed_at="2026-01-07T18:00:00Z", service_date="2026-01-05", provider=A, encounter_id="ENC-x1")
+    )
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    [case] = world.state.cases_of_encounter("ENC-x1")
+    assert case.note_id == "NOTE-n2"
+
+
+def test_an_event_delivered_twice_is_applied_once() -> None:
+    world = World()
+    three_denials(world)
+    before = len(world.messages)
+    world.send(
+        claim(f"{A}-0", occurred_at="2026-02-02T09:00:00Z", service_date="2026-01-05", provider=A, adjustments=EM)
+    )
+    assert len(world.messages) == before
+    assert world.pattern(A).case_count == 3
+
+
+# ---- after feedback -------------------------------------------------------------------------------------
+
+
+def test_post_feedback_is_judged_by_service_date_not_denial_date() -> None:
+    world = World()
+    three_denials(world)  # feedback on 2026-02-16
+    later_denial(world, "late", "2026-02-10", "2026-03-22T09:00:00Z")  # visit before feedback, denied after it
+    assert world.pattern(A).post_feedback_cases == 0
+    assert world.notifications("pattern_recurring") == []
+    later_denial(world, "after", "2026-02-20", "2026-03-23T09:00:00Z")
+    assert world.pattern(A).post_feedback_cases == 1
+    assert sorted(n.audience for n in world.notifications("pattern_recurring")) == ["billing", "clinician"]
+
+
+@pytest.mark.parametrize(
+    ("post_feedback_cases", "expected"),
+    [
+        (1, []),
+        (2, [(1, "recurrence_after_feedback")]),
+        (3, [(1, "recurrence_after_feedback")]),
+        (4, [(1, "recurrence_after_feedback"), (2, "recurrence_after_feedback")]),
+        (6, [(1, "recurrence_after_feedback"), (2, "recurrence_after_feedback")]),
+    ],
+)
+def test_recurrence_after_feedback_escalates_at_two_and_four(
+    post_feedback_cases: int, expected: list[tuple[int, str]]
+) -> None:
+    world = World()
+    three_denials(world)
+    world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
+    for i in range(post_feedback_cases):
+        later_denial(world, f"r{i}", f"2026-02-{20 + i}", f"2026-03-{10 + i}T09:00:00Z")
+    assert [(e.level, e.reason) for e in world.escalations()] == expected
+    assert len(world.notifications("pattern_recurring")) == 2  # the first post-feedback case only
+    targets = {e.level: e.target.role for e in world.escalations()}
+    assert targets.get(1, "department_lead") == "department_lead"
+    assert targets.get(2, "revenue_cycle_leadership") == "revenue_cycle_leadership"
+
+
+def test_unacknowledged_feedback_gets_one_reminder_then_a_level_one_escalation_at_due_times() -> None:
+    world = World()
+    three_denials(world)
+    world.advance("2026-04-30T00:00:00Z")
+    reminders = world.notifications("reminder")
+    assert sorted(n.audience for n in reminders) == ["billing", "clinician"]
+    assert {n.created_at.isoformat() for n in reminders} == {"2026-02-23T09:00:00+00:00"}
+    [escalation] = world.escalations("unacknowledged")
+    assert (escalation.level, escalation.created_at.isoformat()) == (1, "2026-03-02T09:00:00+00:00")
+    assert escalation.target.department == "Internal Medicine"
+
+
+@pytest.mark.parametrize(
+    ("acked_on", "reminders", "escalations"),
+    [
+        ("2026-02-17", 0, 0),  # before the reminder
+        ("2026-02-25", 2, 0),  # after the reminder, before the escalation
+        ("2026-03-05", 2, 1),  # too late: both already happened
+    ],
+)
+def test_acknowledgement_stops_the_reminder_and_the_unacknowledged_escalation(
+    acked_on: str, reminders: int, escalations: int
+) -> None:
+    world = World()
+    three_denials(world)
+    world.send(ack("ack", occurred_at=f"{acked_on}T09:00:00Z", provider=A))
+    world.advance("2026-04-30T00:00:00Z")
+    assert len(world.notifications("reminder")) == reminders
+    assert len(world.escalations("unacknowledged")) == escalations
+    assert world.pattern(A).acknowledged
+
+
+def test_acknowledgement_by_notification_id_applies_to_the_pattern() -> None:
+    world = World()
+    three_denials(world)
+    [clinician] = world.notifications("pattern_opened", "clinician")
+    world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", notification_id=clinician.notification_id))
+    world.advance("2026-04-30T00:00:00Z")
+    assert world.notifications("reminder") == []
+
+
+def test_amount_at_risk_reaching_the_threshold_escalates_to_level_two_once() -> None:
+    world = World()
+    for i in range(4):
+        world.send(
+            claim(
+                f"k{i}",
+                occurred_at=f"2026-02-1{i}T09:00:00Z",
+                service_date=f"2026-01-1{i}",
+                provider=A,
+                procedure_code="27447",
+                adjustments=[("CO", "50", "3500.00")],
+                remarks=["N661"],
+                amount="3500.00",
+            )
+        )
+    [escalation] = world.escalations("amount_at_risk")
+    assert escalation.level == 2 and escalation.target.role == "revenue_cycle_leadership"
+    assert escalation.facts.amount_at_risk == Decimal("10500.00")
+
+
+def test_systemic_needs_three_distinct_providers_of_one_department() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, A, procedure_code="99214")  # same provider, another procedure: still one provider
+    three_denials(world, B, department="Cardiology")  # another department
+    assert world.escalations("systemic") == []
+    three_denials(world, C)
+    assert world.escalations("systemic") == []
+    three_denials(world, D)
+    [systemic] = world.escalations("systemic")
+    assert systemic.pattern_id is None and systemic.level == 2
+    assert systemic.department == "Internal Medicine"
+    assert systemic.facts.providers == sorted([A, C, D])
+    three_denials(world, npi("111111111"))
+    assert len(world.escalations("systemic")) == 1  # raised once per department and root cause
+
+
+# ---- notes against open patterns ---------------------------------------------------------------------
+
+
+def test_a_note_failing_the_check_gets_one_pre_bill_alert_even_for_two_failing_patterns() -> None:
+    world = World()
+    three_denials(world)
+    for i, (visit, denied) in enumerate((("2026-01-06", "02-03"), ("2026-01-13", "02-10"), ("2026-01-20", "02-17"))):
+        world.send(
+            claim(
+                f"dx{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=A,
+                adjustments=[("CO", "11", "185.00")],
+                remarks=[],
+            )
+        )
+    failing = note(
+        "n1",
+        signed_at="2026-02-20T17:00:00Z",
+        service_date="2026-02-20",
+        provider=A,
+        mdm_level="moderate",
+        diagnosis_codes=[],
+    )
+    world.send(failing)
+    world.send({**failing, "event_id": "n1-again", "signed_at": "2026-02-20T17:05:00Z"})
+    alerts = world.notifications("pre_bill_alert")
+    assert sorted(n.audience for n in alerts) == ["billing", "clinician"]
+
+
+def test_a_note_signed_before_feedback_gets_no_alert_and_does_not_count_as_compliant() -> None:
+    world = World()
+    three_denials(world)
+    world.send(
+        note(
+            "n0",
+            signed_at="2026-02-10T17:00:00Z",
+            occurred_at="2026-02-18T00:00:00Z",
+            service_date="2026-02-10",
+            provider=A,
+            mdm_level="moderate",
+        )
+    )
+    assert world.notifications("pre_bill_alert") == []
+    assert world.pattern(A).compliant_notes == 0
+
+
+def test_resolution_needs_quiet_days_and_compliant_notes_then_a_new_case_starts_a_new_episode() -> None:
+    world = World()
+    three_denials(world)
+    world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
+    world.advance("2026-05-01T00:00:00Z")  # quiet for 60 days, but no compliant notes yet
+    assert world.notifications("pattern_resolved") == []
+    for i, day in enumerate(("2026-05-04", "2026-05-05", "2026-05-06")):
+        world.send(note(f"ok{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, mdm_level="high"))
+    resolved = world.notifications("pattern_resolved")
+    assert sorted(n.audience for n in resolved) == ["billing", "clinician"]
+    assert {n.created_at.isoformat() for n in resolved} == {"2026-05-06T17:00:00+00:00"}
+    first = world.pattern(A)
+    assert first.status is PatternStatus.RESOLVED
+
+    for i, (visit, denied) in enumerate((("2026-06-01", "06-20"), ("2026-06-08", "06-27"), ("2026-06-15", "07-04"))):
+        later_denial(world, f"again{i}", visit, f"2026-{denied}T09:00:00Z")
+    second = world.pattern(A)
+    assert second.episode == 2 and second.pattern_id != first.pattern_id
+    assert second.status is PatternStatus.OPEN and second.case_count == 3
+
+
+def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
+    world = World(resolve_compliant_notes=0)
+    three_denials(world)
+    later_denial(world, "recent", "2026-03-30", "2026-04-10T09:00:00Z")
+    world.advance("2026-05-28T00:00:00Z")  # over 60 days after feedback, but the March 30 visit is recent
+    assert world.notifications("pattern_resolved") == []
+    world.advance("2026-06-01T00:00:00Z")
+    assert world.notifications("pattern_resolved")[0].created_at.isoformat() == "2026-05-29T00:00:00+00:00"
+
+
+def test_root_causes_without_a_check_resolve_on_quiet_alone() -> None:
+    world = World()
+    for i in range(3):
+        world.send(
+            claim(
+                f"f{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=A,
+                adjustments=[("CO", "151", "100.00")],
+                remarks=[],
+                procedure_code="97110",
+            )
+        )
+    world.advance("2026-04-30T00:00:00Z")
+    assert len(world.notifications("pattern_resolved")) == 2
+
+
+# ---- the clock ------------------------------------------------------------------------------------------
+
+
+def test_the_clock_never_goes_back_and_late_events_are_stamped_with_it() -> None:
+    world = World()
+    later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
+    later_denial(world, "x2", "2026-01-12", "2026-02-09T09:00:00Z")
+    later_denial(world, "x3", "2026-01-19", "2026-02-01T09:00:00Z")  # older than the clock
+    opened = world.notifications("pattern_opened")
+    assert {n.created_at.isoformat() for n in opened} == {"2026-02-09T09:00:00+00:00"}
+
+
+def test_timers_due_before_an_event_fire_first_in_due_order() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, B, department="Cardiology")
+    fired = world.send(note("n", signed_at="2026-03-10T00:00:00Z", service_date="2026-03-10", provider=C))
+    stamps = [m.created_at for m in fired]
+    assert stamps == sorted(stamps) and len(fired) == 2 * 2 + 2  # two reminders each, two escalations
+
+
+# ---- words -----------------------------------------------------------------------------------------------
+
+
+def test_clinician_messages_name_the_gap_without_money_or_coding_advice() -> None:
+    world = World()
+    three_denials(world)
+    later_denial(world, "r1", "2026-02-20", "2026-03-10T09:00:00Z")
+    world.send(note("n1", signed_at="2026-03-11T17:00:00Z", service_date="2026-03-11", provider=A, mdm_level="low"))
+    clinician = world.notifications(audience="clinician")
+    assert {n.kind for n in clinician} == {"pattern_opened", "reminder", "pattern_recurring", "pre_bill_alert"}
+    for message in clinician:
+        text = " ".join([message.title, message.body, message.guidance]).lower()
+        for forbidden in ("$", "dollar", "payment", "paid", "revenue", "bill as", "code as", "reimburse"):
+            assert forbidden not in text, (message.kind, forbidden)
+        assert message.pattern.amount_at_risk is None and message.pattern.reason_codes is None
+    billing = world.notifications("pattern_opened", "billing")[0]
+    assert "$555.00" in billing.body and "CO-150" in billing.body
