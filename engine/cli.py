@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from engine import simulate
+from engine.ingest import cli as ingest
 from engine.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -142,13 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="folder (default: the schemas package)")
     export.set_defaults(func=cmd_schemas_export)
 
-    for optional in ("engine.simulate", "engine.ingest.cli"):
-        try:
-            module = __import__(optional, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        if hasattr(module, "add_parser"):
-            module.add_parser(commands)
+    simulate.add_parser(commands)
+    ingest.add_parser(commands)
     return parser
 
 

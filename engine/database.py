@@ -21,4 +21,7 @@ def connect(url: str) -> AsyncEngine:
             cursor.close()
 
         return database
-    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    # A short connect timeout: while the database is down, retries should come quickly, not hang for a minute.
+    return create_async_engine(
+        url, pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args={"timeout": 10, "command_timeout": 60}
+    )

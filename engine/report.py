@@ -1,28 +1,60 @@
-"""`docloop report`: what the loop knows now: patterns, escalations and totals."""
+"""`docloop report`: what the loop knows now: patterns, escalations, totals, and whether feedback worked."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.store import tables as t
 
+EFFECT_DEFINITION = (
+    "Denial cases per 100 signed notes of the pattern's provider. Before: the pattern's cases with a service date "
+    "from its first case up to the day before the feedback date, per 100 of the provider's notes with a service "
+    "date in the same span. After: the cases with a service date after the feedback date, per 100 of the "
+    "provider's notes with a service date after the feedback date, up to the report clock (for a resolved pattern, "
+    "up to its resolution date: later cases belong to a new episode). The feedback date itself is in neither span. "
+    "No notes in a span: n/a. Overall: the sums of cases and of notes over the patterns that have notes in both "
+    "spans, so that before and after compare the same patterns."
+)
+
+
+class DailyCounts:
+    """Counts per day, answering "how many between two dates" by binary search over running sums."""
+
+    def __init__(self, counts: Iterable[tuple[date, int]] = ()) -> None:
+        pairs = sorted(counts)
+        self.days = [day for day, _ in pairs]
+        self._running = [0, *accumulate(n for _, n in pairs)]
+
+    @property
+    def first_day(self) -> date | None:
+        return self.days[0] if self.days else None
+
+    def between(self, first: date, last: date) -> int:
+        """The count of days first..last, both included (0 when last is before first)."""
+        if last < first:
+            return 0
+        return self._running[bisect_right(self.days, last)] - self._running[bisect_left(self.days, first)]
+
 
 async def build_report(database: AsyncEngine) -> dict[str, Any]:
     """The report as plain data (JSON-ready); text and HTML renderings read only this."""
+    reported = t.patterns.c.status != "pending"
     async with database.connect() as conn:
         clock_row = (await conn.execute(select(t.engine_state.c.clock))).first()
         pattern_rows = (
             await conn.execute(
                 select(t.patterns)
-                .where(t.patterns.c.status != "pending")
+                .where(reported)
                 .order_by(
                     t.patterns.c.department,
                     t.patterns.c.root_cause,
@@ -37,6 +69,23 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
                 select(t.escalations).order_by(t.escalations.c.created_at, t.escalations.c.escalation_id)
             )
         ).all()
+        # Two GROUP BY queries feed every chart: cases per (pattern, service day) and notes per (provider, service
+        # day). Both are bounded by days, not by events, so the report stays cheap on a large store.
+        case_day_rows = (
+            await conn.execute(
+                select(t.cases.c.pattern_id, t.cases.c.service_date, func.count())
+                .where(t.cases.c.pattern_id.in_(select(t.patterns.c.pattern_id).where(reported)))
+                .group_by(t.cases.c.pattern_id, t.cases.c.service_date)
+            )
+        ).all()
+        note_day_rows = (
+            await conn.execute(
+                select(t.notes.c.provider_npi, t.notes.c.service_date, func.count())
+                .where(t.notes.c.provider_npi.in_(select(t.patterns.c.provider_npi).where(reported)))
+                .group_by(t.notes.c.provider_npi, t.notes.c.service_date)
+            )
+        ).all()
+    clock = clock_row.clock if clock_row else None
     patterns = [
         {
             "pattern_id": p.pattern_id,
@@ -51,6 +100,7 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "amount_at_risk": f"{p.amount_at_risk:.2f}",
             "acknowledged": p.acknowledged_at is not None,
             "opened_at": _iso(p.opened_at),
+            "feedback_date": p.opened_at.date().isoformat() if p.opened_at else None,
             "resolved_at": _iso(p.resolved_at),
         }
         for p in pattern_rows
@@ -68,20 +118,41 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
         }
         for e in escalation_rows
     ]
+    case_days: dict[str, list[tuple[date, int]]] = defaultdict(list)
+    for pattern_id, service_date, count in case_day_rows:
+        case_days[pattern_id].append((service_date, count))
+    note_days: dict[str, list[tuple[date, int]]] = defaultdict(list)
+    for provider_npi, service_date, count in note_day_rows:
+        note_days[provider_npi].append((service_date, count))
+    cases_by_pattern = {pattern_id: DailyCounts(days) for pattern_id, days in case_days.items()}
+    notes_by_provider = {npi: DailyCounts(days) for npi, days in note_days.items()}
+
     open_patterns = [p for p in patterns if p["status"] == "open"]
     return {
-        "clock": _iso(clock_row.clock) if clock_row else None,
+        "clock": _iso(clock),
         "totals": {
             "patterns": len(patterns),
             "open": len(open_patterns),
             "resolved": sum(1 for p in patterns if p["status"] == "resolved"),
             "acknowledged": sum(1 for p in patterns if p["acknowledged"]),
-            "amount_at_risk_open": f"{sum((Decimal(p['amount_at_risk']) for p in open_patterns), Decimal('0')):.2f}",
+            "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in open_patterns),
             "escalations": len(escalations),
             "escalations_by_reason": dict(sorted(Counter(e["reason"] for e in escalations).items())),
         },
         "patterns": patterns,
         "escalations": escalations,
+        "open_by_root_cause": _open_by(open_patterns, "root_cause"),
+        "open_by_department": _open_by(open_patterns, "department"),
+        "weekly_cases": [
+            {
+                "pattern_id": p["pattern_id"],
+                "feedback_date": p["feedback_date"],
+                "weeks": _weekly((day, n) for day, n in case_days.get(p["pattern_id"], [])),
+            }
+            for p in patterns
+        ],
+        "escalations_by_week": _escalations_by_week(escalations),
+        "effect": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
     }
 
 
@@ -89,8 +160,106 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
+def _money(amounts: Iterable[Decimal]) -> str:
+    return f"{sum(amounts, Decimal('0')):.2f}"
+
+
+def week_start(day: date) -> date:
+    """Weeks start on Monday (ISO 8601)."""
+    return day - timedelta(days=day.weekday())
+
+
+def _weekly(day_counts: Iterable[tuple[date, int]]) -> dict[str, int]:
+    weeks: Counter[date] = Counter()
+    for day, count in day_counts:
+        weeks[week_start(day)] += count
+    return {week.isoformat(): weeks[week] for week in sorted(weeks)}
+
+
+def _open_by(open_patterns: Sequence[dict[str, Any]], field: str) -> list[dict[str, Any]]:
+    """Open patterns and their amount at risk per value of `field`, the largest count first."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in open_patterns:
+        groups[p[field]].append(p)
+    rows = [
+        {field: name, "patterns": len(members), "amount_at_risk": _money(Decimal(p["amount_at_risk"]) for p in members)}
+        for name, members in groups.items()
+    ]
+    return sorted(rows, key=lambda r: (-r["patterns"], -Decimal(r["amount_at_risk"]), r[field]))
+
+
+def _escalations_by_week(escalations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every week from the first escalation to the last (quiet weeks included, so a chart has no gaps)."""
+    by_week: dict[date, Counter[str]] = defaultdict(Counter)
+    for e in escalations:
+        by_week[week_start(datetime.fromisoformat(e["created_at"]).date())][e["reason"]] += 1
+    if not by_week:
+        return []
+    first, last = min(by_week), max(by_week)
+    weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
+    return [
+        {
+            "week": week.isoformat(),
+            "total": sum(by_week[week].values()),
+            "by_reason": dict(sorted(by_week[week].items())),
+        }
+        for week in weeks
+    ]
+
+
+def _per_100(cases: int, notes: int) -> float | None:
+    return round(100 * cases / notes, 1) if notes else None
+
+
+def _effect(
+    patterns: Sequence[dict[str, Any]],
+    cases_by_pattern: dict[str, DailyCounts],
+    notes_by_provider: dict[str, DailyCounts],
+    today: date | None,
+) -> dict[str, Any]:
+    rows = []
+    for p in patterns:
+        if p["feedback_date"] is None or today is None:
+            continue
+        feedback = date.fromisoformat(p["feedback_date"])
+        cases = cases_by_pattern.get(p["pattern_id"], DailyCounts())
+        notes = notes_by_provider.get(p["provider_npi"], DailyCounts())
+        first = cases.first_day or feedback
+        until = datetime.fromisoformat(p["resolved_at"]).date() if p["resolved_at"] else today
+        before_end, after_start = feedback - timedelta(days=1), feedback + timedelta(days=1)
+        row: dict[str, Any] = {
+            "pattern_id": p["pattern_id"],
+            "feedback_date": p["feedback_date"],
+            "before_from": first.isoformat(),
+            "before_cases": cases.between(first, before_end),
+            "before_notes": notes.between(first, before_end),
+            "after_until": until.isoformat(),
+            "after_cases": cases.between(after_start, until),
+            "after_notes": notes.between(after_start, until),
+        }
+        row["before_per_100_notes"] = _per_100(row["before_cases"], row["before_notes"])
+        row["after_per_100_notes"] = _per_100(row["after_cases"], row["after_notes"])
+        rows.append(row)
+    compared = [r for r in rows if r["before_notes"] and r["after_notes"]]
+    keys = ("before_cases", "before_notes", "after_cases", "after_notes")
+    overall: dict[str, Any] = {"patterns_compared": len(compared), **{k: sum(r[k] for r in compared) for k in keys}}
+    return {
+        "definition": EFFECT_DEFINITION,
+        "overall": {
+            **overall,
+            "before_per_100_notes": _per_100(overall["before_cases"], overall["before_notes"]),
+            "after_per_100_notes": _per_100(overall["after_cases"], overall["after_notes"]),
+        },
+        "patterns": rows,
+    }
+
+
 def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False)
+
+
+def format_rate(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate:.1f}"
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -121,6 +290,16 @@ def render_text(report: dict[str, Any]) -> str:
     lines += ["", f"Escalations: {totals['escalations']} {totals['escalations_by_reason'] or ''}".rstrip()]
     for e in report["escalations"]:
         lines.append(f"  L{e['level']} {e['reason']:<26} {e['created_at']}  {e['summary']}")
+    effect = report.get("effect")
+    if effect and effect["patterns"]:
+        overall = effect["overall"]
+        lines += [
+            "",
+            "Loop effect (denial cases per 100 signed notes of the provider, before -> after feedback):",
+            f"  overall {format_rate(overall['before_per_100_notes'])} -> {format_rate(overall['after_per_100_notes'])}"
+            f" ({overall['before_cases']} cases / {overall['before_notes']} notes before, "
+            f"{overall['after_cases']} cases / {overall['after_notes']} notes after)",
+        ]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.domain import ids
 from engine.domain.codebook import CodeBook
 from engine.domain.rules import Engine, Message, as_utc
+from engine.faults import crash_point
 from engine.settings import Settings
 from engine.store import repository
 from engine.store.repository import OutboxRow
@@ -135,7 +136,14 @@ class Processor:
             await repository.save_changes(conn, state.take_changes(), state.clock or wall)
             await repository.append_outbox(conn, rows)
             await repository.save_clock(conn, state.clock, wall if events else clock.last_event_wall_at)
+            crash_point("before_commit")
         return report, rows
+
+    async def dead_letter(self, raw: RawEvent, reason: str) -> None:
+        """Send one record to the DLQ on its own (the engine could not apply it); nothing else changes."""
+        async with self.database.begin() as conn:
+            row = OutboxRow(ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, self.wall_clock(), reason)
+            await repository.append_outbox(conn, [row])
 
     async def advance_idle_clock(self) -> tuple[BatchReport, list[OutboxRow]]:
         """In a quiet hospital, let the clock follow wall time (minus the idle allowance) so timers still fire."""
@@ -145,8 +153,8 @@ class Processor:
         rows: list[OutboxRow] = []
         async with self.database.begin() as conn:
             clock = await repository.lock_clock(conn)
-            if clock.last_event_wall_at is not None and wall - clock.last_event_wall_at < idle:
-                return report, rows
+            if clock.last_event_wall_at is None or wall - clock.last_event_wall_at < idle:
+                return report, rows  # events are flowing (or none ever came): event time rules
             target = wall - idle
             if clock.clock is not None and target <= clock.clock:
                 return report, rows

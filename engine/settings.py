@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     topic_escalations: str = "feedback.escalations.v1"
     topic_dlq: str = "docloop.dlq.v1"
     topic_partitions: int = Field(6, ge=1, description="partitions of the topics the engine declares")
+    topic_replication: int = Field(1, ge=1, description="replication factor of the topics the engine declares")
 
     # Processing
     batch_max_records: int = Field(500, ge=1, description="most events applied in one database transaction")
@@ -32,8 +33,12 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(1_000_000, ge=1024, description="larger events go to the DLQ")
     max_clock_skew_minutes: int = Field(60, ge=0, description="events further ahead of wall time go to the DLQ")
     idle_advance_minutes: int = Field(60, ge=1, description="quiet time after which the clock follows wall time")
-    relay_batch_size: int = Field(500, ge=1)
+    relay_batch_size: int = Field(500, ge=1, description="outbox rows published per relay pass")
     relay_idle_ms: int = Field(100, ge=1, description="relay poll interval when the outbox is empty")
+    tick_seconds: float = Field(
+        30.0, gt=0, description="how often serve checks whether the clock should follow wall time"
+    )
+    log_level: str = Field("INFO", description="log level of serve's JSON logs")
     phi_hash_key: SecretStr = Field(
         SecretStr("docloop-development-key"),
         description="HMAC key for the stored hash of patient_ref; set in production",

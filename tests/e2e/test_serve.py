@@ -1,0 +1,78 @@
+"""`docloop serve` end to end on the real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Stack
+from tests.support.events import claim, npi
+from tests.support.scenario import scenario_lines
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+VALID_EVENTS = 35  # the scenario's valid events, each recorded once (its duplicate is not)
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+async def test_serve_publishes_what_replay_writes_with_the_same_ids(stack: Stack, replayed: Path) -> None:
+    # One single-partition topic for all inbound events: the same delivery order as the file.
+    stack.single_topic, stack.partitions = True, 1
+    stack.start()
+    await stack.publish(scenario_lines())
+    await stack.wait_until_applied(VALID_EVENTS)
+
+    expected = lines_of(replayed / "notifications.jsonl")
+    notifications = await stack.read("notifications", len(expected))
+    assert [value.decode() for _, value, _ in notifications] == expected
+    for key, value, headers in notifications:
+        message = json.loads(value)
+        assert headers["docloop-message-id"].decode() == message["notification_id"]
+        assert key is not None and key.decode() == message["recipient"]["id"]
+
+    expected = lines_of(replayed / "escalations.jsonl")
+    escalations = await stack.read("escalations", len(expected))
+    assert [value.decode() for _, value, _ in escalations] == expected
+    assert all(key is not None and key.decode() == json.loads(v)["department"] for key, v, _ in escalations)
+
+    dead = await stack.read("dlq", 5)
+    bad = [json.loads(line)["raw"] for line in lines_of(replayed / "dlq.jsonl")]
+    assert [value.decode() for _, value, _ in dead] == bad
+    assert all(headers["docloop-reason"] and b"MRN-" not in headers["docloop-reason"] for _, _, headers in dead)
+
+    assert stack.stop(stack.processes[0]) == 0  # SIGTERM: drains and exits cleanly
+    assert await stack.committed_lag() == 0
+
+
+async def test_poison_input_goes_to_the_dlq_and_the_partition_keeps_flowing(stack: Stack) -> None:
+    stack.partitions = 1
+    stack.extra_env = {"DOCLOOP_MAX_EVENT_BYTES": "4096"}
+    provider = npi("123456789")
+    good = claim("ok-1", occurred_at="2026-02-02T09:00:00Z", service_date="2026-01-05", provider=provider)
+    wrong_types = {**good, "event_id": "bad-types", "lines": "not a list", "patient_ref": "MRN-SECRET"}
+    bad_npi = {**good, "event_id": "bad-npi", "rendering_provider": {"npi": "1234567890", "department": "IM"}}
+    huge = {**good, "event_id": "huge", "padding": "x" * 10_000}
+    poison = [
+        b"\x00\xffnot json",
+        json.dumps(wrong_types).encode(),
+        json.dumps(bad_npi).encode(),
+        json.dumps(huge).encode(),
+    ]
+    stack.start()
+    await stack.publish([*poison, json.dumps(good).encode()], key_for={i: provider.encode() for i in range(5)})
+    await stack.wait_until_applied(1)
+
+    dead = await stack.read("dlq", 4)
+    assert [value for _, value, _ in dead] == poison
+    assert all(key == provider.encode() for key, _, _ in dead)
+    reasons = [headers["docloop-reason"].decode() for _, _, headers in dead]
+    assert [r.split(":")[0] for r in reasons] == ["not JSON", "invalid event", "invalid event", "too large"]
+    assert not any("MRN-SECRET" in r or "1234567890" in r for r in reasons)
+    assert stack.stop(stack.processes[0]) == 0
+    assert await stack.committed_lag() == 0
+    assert "MRN-SECRET" not in stack.log_text()
