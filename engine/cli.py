@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from engine import simulate
+from engine import demo, simulate
 from engine.ingest import cli as ingest
 from engine.settings import Settings
 
@@ -80,7 +80,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         text = render_html(report)
     else:
-        text = render_text(report)
+        text = render_text(report, args.limit)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--database-url", help="default: DOCLOOP_DATABASE_URL")
     report.add_argument("--format", choices=["text", "json", "html"], default="text")
     report.add_argument("--out", help="write to this file instead of standard output")
+    report.add_argument("--limit", type=int, help="text: only the N patterns with most at risk, N latest escalations")
     report.set_defaults(func=cmd_report)
 
     serve = commands.add_parser("serve", help="the Kafka service: consumers, outbox relay and clock ticker")
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate.add_parser(commands)
     ingest.add_parser(commands)
+    demo.add_parser(commands)
     return parser
 
 

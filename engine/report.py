@@ -262,8 +262,14 @@ def format_rate(rate: float | None) -> str:
     return "n/a" if rate is None else f"{rate:.1f}"
 
 
-def render_text(report: dict[str, Any]) -> str:
+def render_text(report: dict[str, Any], limit: int | None = None) -> str:
+    """The report as text; `limit` keeps the patterns with most at risk and the latest escalations."""
     totals = report["totals"]
+    patterns = report["patterns"]
+    escalations = report["escalations"]
+    if limit is not None:
+        patterns = sorted(patterns, key=lambda p: (-Decimal(p["amount_at_risk"]), p["pattern_id"]))[:limit]
+        escalations = escalations[-limit:]
     lines = [
         f"Docloop report (clock {report['clock'] or 'not started'})",
         f"Patterns: {totals['patterns']} ({totals['open']} open, {totals['resolved']} resolved, "
@@ -284,11 +290,15 @@ def render_text(report: dict[str, Any]) -> str:
             "yes" if p["acknowledged"] else "no",
             p["pattern_id"],
         )
-        for p in report["patterns"]
+        for p in patterns
     ]
     lines += _table(header, rows) if rows else ["(no patterns yet)"]
+    if len(patterns) < len(report["patterns"]):
+        lines.append(f"... the {len(patterns)} with most at risk of {len(report['patterns'])} patterns")
     lines += ["", f"Escalations: {totals['escalations']} {totals['escalations_by_reason'] or ''}".rstrip()]
-    for e in report["escalations"]:
+    if len(escalations) < len(report["escalations"]):
+        lines.append(f"  ... the latest {len(escalations)}:")
+    for e in escalations:
         lines.append(f"  L{e['level']} {e['reason']:<26} {e['created_at']}  {e['summary']}")
     effect = report.get("effect")
     if effect and effect["patterns"]:

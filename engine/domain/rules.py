@@ -207,6 +207,7 @@ class Engine:
     def _open(self, pattern: Pattern, state: State, now: datetime, out: list[Message]) -> None:
         pattern.status = PatternStatus.OPEN
         pattern.opened_at = now
+        state.save_pattern(pattern)  # counted among the open patterns from now on (systemic check below)
         self._notify("pattern_opened", pattern, state, now, out)
         self._check_pattern_escalations(pattern, state, now, out)
         self._check_systemic(pattern, state, now, out)
@@ -324,6 +325,7 @@ class Engine:
     def _resolve(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
         p.status = PatternStatus.RESOLVED
         p.resolved_at = now
+        state.save_pattern(p)
         self._notify("pattern_resolved", p, state, now, out)
 
     # ---- messages -----------------------------------------------------------------------------------

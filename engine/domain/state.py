@@ -7,6 +7,7 @@ write it back in the same transaction.
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,7 +38,10 @@ class State:
         self._cases_by_encounter: dict[str, dict[str, Case]] = defaultdict(dict)
         self._patterns: dict[str, Pattern] = {}
         self._episodes: dict[PatternKey, Pattern] = {}  # the current (latest) episode of each key
-        self._timed: dict[str, Pattern] = {}
+        self._timers: list[tuple[datetime, str]] = []  # a heap of (due, pattern_id); stale entries are skipped
+        self._pushed: dict[str, datetime] = {}
+        self._open_by_provider: dict[str, dict[str, Pattern]] = defaultdict(dict)
+        self._open_by_department: dict[tuple[str, RootCause], dict[str, Pattern]] = defaultdict(dict)
         self._notes: dict[str, Note] = {}
         self._notes_by_encounter: dict[str, dict[str, Note]] = defaultdict(dict)
         self._notifications: dict[str, str] = {}
@@ -57,7 +61,10 @@ class State:
         current = self._episodes.get(pattern.key)
         if current is None or current.episode < pattern.episode:
             self._episodes[pattern.key] = pattern
+            if current is not None:
+                self._index_open(current)
         self._index_timer(pattern)
+        self._index_open(pattern)
 
     def load_note(self, note: Note) -> None:
         self._notes[note.note_id] = note
@@ -99,23 +106,24 @@ class State:
         return self._episodes.get(key)
 
     def open_patterns_of_provider(self, provider_npi: str) -> list[Pattern]:
-        found = [
-            p for p in self._episodes.values() if p.provider_npi == provider_npi and p.status is PatternStatus.OPEN
-        ]
+        found = self._open_by_provider.get(provider_npi, {}).values()
         return sorted(found, key=lambda p: (p.root_cause, p.procedure_code))
 
     def open_patterns_in(self, department: str, root_cause: RootCause) -> list[Pattern]:
-        found = [
-            p
-            for p in self._episodes.values()
-            if p.department == department and p.root_cause == root_cause and p.status is PatternStatus.OPEN
-        ]
-        return sorted(found, key=lambda p: p.pattern_id)
+        return sorted(self._open_by_department.get((department, root_cause), {}).values(), key=lambda p: p.pattern_id)
 
     def next_due(self, until: datetime) -> Pattern | None:
         """The pattern whose timer is due first at or before `until` (ties broken by id, for determinism)."""
-        due = [p for p in self._timed.values() if p.next_due_at is not None and p.next_due_at <= until]
-        return min(due, key=lambda p: (p.next_due_at, p.pattern_id), default=None)
+        while self._timers:
+            due, pattern_id = self._timers[0]
+            pattern = self._patterns[pattern_id]
+            if pattern.next_due_at != due:  # rescheduled or done since this entry was pushed
+                heapq.heappop(self._timers)
+                if self._pushed.get(pattern_id) == due:
+                    del self._pushed[pattern_id]
+                continue
+            return pattern if due <= until else None
+        return None
 
     def pattern_of_notification(self, notification_id: str) -> str | None:
         return self._notifications.get(notification_id)
@@ -152,8 +160,19 @@ class State:
         changes, self.changes = self.changes, Changes()
         return changes
 
-    def _index_timer(self, pattern: Pattern) -> None:
-        if pattern.next_due_at is None:
-            self._timed.pop(pattern.pattern_id, None)
+    def _index_open(self, pattern: Pattern) -> None:
+        """Open patterns by provider and by department: only a key's current episode, and only while open."""
+        by_provider = self._open_by_provider[pattern.provider_npi]
+        by_department = self._open_by_department[(pattern.department, pattern.root_cause)]
+        if pattern.status is PatternStatus.OPEN and self._episodes.get(pattern.key) is pattern:
+            by_provider[pattern.pattern_id] = pattern
+            by_department[pattern.pattern_id] = pattern
         else:
-            self._timed[pattern.pattern_id] = pattern
+            by_provider.pop(pattern.pattern_id, None)
+            by_department.pop(pattern.pattern_id, None)
+
+    def _index_timer(self, pattern: Pattern) -> None:
+        due = pattern.next_due_at
+        if due is not None and self._pushed.get(pattern.pattern_id) != due:
+            heapq.heappush(self._timers, (due, pattern.pattern_id))
+            self._pushed[pattern.pattern_id] = due
