@@ -106,6 +106,12 @@ def cmd_schemas_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    from engine.settings import main as settings_main
+
+    return settings_main(["--write", args.write] if args.write else [])
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from engine.serve import run_service
 
@@ -132,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="the Kafka service: consumers, outbox relay and clock ticker")
     serve.add_argument("--database-url", help="default: DOCLOOP_DATABASE_URL")
     serve.set_defaults(func=cmd_serve)
+
+    reference = commands.add_parser("settings", help="print the DOCLOOP_ configuration reference (Markdown)")
+    reference.add_argument("--write", metavar="FILE", help="rewrite the reference section of FILE (e.g. README.md)")
+    reference.set_defaults(func=cmd_settings)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,7 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import schemas
 from engine.database import connect
 from engine.faults import crash_point
+from engine.http import HttpServer, Response
+from engine.kafka_security import KafkaConnectError, KafkaSecurity, KafkaSecurityError, check_connection
 from engine.logs import setup_logging
+from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
 from engine.store import tables as t
@@ -86,6 +90,8 @@ class Service:
         self.settings = settings
         self.database = database or connect(settings.database_url)
         self.processor = Processor(settings, self.database)
+        self.security = KafkaSecurity.from_settings(settings)  # reads the password file, if any, now
+        self.metrics = Metrics()
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             acks="all",
@@ -94,6 +100,8 @@ class Service:
             graceful_timeout=60.0,
             client_id="docloop",
             logger=None,
+            security=self.security.faststream(),
+            middlewares=[self.metrics.faststream],
         )
         self.app = FastStream(
             self.broker,
@@ -109,6 +117,7 @@ class Service:
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()
+        self.http: HttpServer | None = None
 
     # ---- wiring -------------------------------------------------------------------------------------
 
@@ -165,6 +174,7 @@ class Service:
         records = message.raw_message
         assert isinstance(records, tuple)
         raws = [RawEvent(r.value or b"", r.key, f"{r.topic}/{r.partition}/{r.offset}") for r in records]
+        started = time.perf_counter()
         try:
             report = await self._apply_until_stored(raws)
         except Stopping:
@@ -174,6 +184,7 @@ class Service:
         # The batch is durable: now, and only now, its offsets may be committed.
         await message.ack()
         self.totals.add(report)
+        self.metrics.observe_batch(report, time.perf_counter() - started)
         self.relay_wake.set()
         log.info(
             "batch applied",
@@ -309,6 +320,7 @@ class Service:
                 continue
             if rows:
                 self.totals.add(report)
+                self.metrics.record(report)
                 self.relay_wake.set()
                 log.info("idle clock advanced", extra={"messages": len(rows)})
 
@@ -316,7 +328,11 @@ class Service:
 
     async def ensure_topics(self) -> None:
         """Declare every topic with the configured partitions (auto-creation would make just one)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap, client_id="docloop-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id="docloop-admin",
+            **self.security.aiokafka_kwargs(),
+        )
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -333,14 +349,109 @@ class Service:
         finally:
             await admin.close()
 
+    # ---- the HTTP side port: metrics and probes ---------------------------------------------------------
+
+    async def start_http(self) -> None:
+        s = self.settings
+        if s.http_port == 0:
+            return
+        server = HttpServer(
+            s.http_host,
+            s.http_port,
+            {"/metrics": self.metrics_endpoint, "/healthz": self.healthz, "/readyz": self.readyz},
+        )
+        try:
+            await server.start()
+        except OSError as error:
+            # Not fatal: the engine's work matters more than its probes, and a probe that cannot connect
+            # is itself the alarm. (Several replicas on one host need distinct DOCLOOP_HTTP_PORTs.)
+            log.error(
+                "http: cannot listen; metrics and probes disabled",
+                extra={"host": s.http_host, "port": s.http_port, "error": type(error).__name__},
+            )
+            return
+        self.http = server
+        log.info("http: listening", extra={"host": s.http_host, "port": server.port})
+
+    async def stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+
+    async def metrics_endpoint(self) -> Response:
+        body, content_type = self.metrics.exposition()
+        return Response(200, body, content_type)
+
+    async def healthz(self) -> Response:
+        return Response.json(200, {"status": "alive"})
+
+    async def readyz(self) -> Response:
+        """Ready when the database answers `SELECT 1` and Kafka answers a metadata request, both in time."""
+        timeout = self.settings.readiness_timeout_seconds
+
+        async def database() -> str:
+            try:
+                async with asyncio.timeout(timeout):
+                    async with self.database.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                return "ok"
+            except Exception as error:  # the class only: driver messages can name hosts and users
+                return f"failed: {type(error).__name__}"
+
+        async def kafka() -> str:
+            try:
+                return "ok" if await self.broker.ping(timeout) else "failed: no metadata response"
+            except Exception as error:
+                return f"failed: {type(error).__name__}"
+
+        checks = dict(zip(("database", "kafka"), await asyncio.gather(database(), kafka()), strict=True))
+        ready = all(result == "ok" for result in checks.values())
+        return Response.json(200 if ready else 503, {"ready": ready, "checks": checks})
+
+    async def run_metrics_refresh(self) -> None:
+        """Keep the gauges read from the database (open patterns, outbox backlog) fresh."""
+        failing = False
+        while not self.stopping.is_set():
+            try:
+                await self.metrics.refresh(self.database)
+                failing = False
+            except Exception as error:
+                self.metrics.refresh_failures.inc()
+                if not failing:  # once per outage, not every pass
+                    log.warning("metrics: store unavailable", extra={"error": type(error).__name__})
+                failing = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.metrics_refresh_seconds)
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
+        await self.start_http()  # /healthz answers during start-up; /readyz only once Kafka is connected
+        try:
+            await self._serve()
+        finally:
+            await self.stop_http()
+
+    async def _serve(self) -> None:
+        s = self.settings
+        await check_connection(s.kafka_bootstrap, self.security, s.kafka_connect_timeout_seconds)
         await self.ensure_topics()
         await self.broker.start()
         tasks = [asyncio.create_task(self.run_relay()), asyncio.create_task(self.run_ticker())]
-        log.info("docloop serving", extra={"topics": inbound_topics(self.settings), "group_id": self.settings.group_id})
+        if self.http is not None:
+            tasks.append(asyncio.create_task(self.run_metrics_refresh()))
+        log.info(
+            "docloop serving",
+            extra={
+                "topics": inbound_topics(s),
+                "group_id": s.group_id,
+                "kafka_security": self.security.describe(),
+                "http_port": self.http.port if self.http else None,
+            },
+        )
         try:
             await self.stopping.wait()
         finally:
@@ -381,6 +492,16 @@ def asyncapi_document() -> Any:
 
 def run_service(settings: Settings) -> int:
     setup_logging(settings.log_level)
-    upgrade(settings.database_url)
-    asyncio.run(Service(settings).run())
+    try:
+        service = Service(settings)
+    except KafkaSecurityError as error:
+        log.error(f"kafka security settings: {error}")
+        return 2
+    if settings.migrate_on_start:
+        upgrade(settings.database_url)
+    try:
+        asyncio.run(service.run())
+    except KafkaConnectError as error:
+        log.error(str(error), extra={"bootstrap": settings.kafka_bootstrap})
+        return 3
     return 0

@@ -1,31 +1,74 @@
-"""Configuration: every DOCLOOP_ environment variable, with its default and meaning."""
+"""Configuration: every DOCLOOP_ environment variable, with its default and meaning.
+
+`python -m engine.settings` prints the configuration reference (a Markdown table) that README.md carries
+between the markers below; `python -m engine.settings --write README.md` rewrites that section in place.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
+import types
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.domain.rules import Thresholds
 
+REFERENCE_BEGIN = "<!-- settings:begin -->"
+REFERENCE_END = "<!-- settings:end -->"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCLOOP_", extra="ignore")
 
     # Store and broker
-    database_url: str = Field("sqlite+aiosqlite:///./docloop.db", description="SQLAlchemy async URL of the store")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./docloop.db",
+        description="SQLAlchemy async URL of the store (production: `postgresql+asyncpg://user:password@host/db`)",
+    )
     kafka_bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
     group_id: str = Field("docloop", description="Kafka consumer group of the engine replicas")
-    topic_claims_denied: str = "claims.denied.v1"
-    topic_notes_signed: str = "notes.signed.v1"
-    topic_acks: str = "feedback.acks.v1"
-    topic_notifications: str = "feedback.notifications.v1"
-    topic_escalations: str = "feedback.escalations.v1"
-    topic_dlq: str = "docloop.dlq.v1"
+    topic_claims_denied: str = Field("claims.denied.v1", description="inbound topic of ClaimDenied events")
+    topic_notes_signed: str = Field("notes.signed.v1", description="inbound topic of NoteSigned events")
+    topic_acks: str = Field("feedback.acks.v1", description="inbound topic of FeedbackAcknowledged events")
+    topic_notifications: str = Field(
+        "feedback.notifications.v1", description="outbound topic of FeedbackNotification messages"
+    )
+    topic_escalations: str = Field("feedback.escalations.v1", description="outbound topic of EscalationRaised messages")
+    topic_dlq: str = Field("docloop.dlq.v1", description="dead-letter topic: rejected input, bytes unchanged")
     topic_partitions: int = Field(6, ge=1, description="partitions of the topics the engine declares")
     topic_replication: int = Field(1, ge=1, description="replication factor of the topics the engine declares")
+
+    # Kafka security
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how serve and ingest talk to Kafka: TLS (SSL, SASL_SSL) and/or SASL authentication"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, used when the protocol is SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (prefer DOCLOOP_KAFKA_SASL_PASSWORD_FILE)"
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        None,
+        description="file holding the SASL password (a mounted secret), read at start; wins over "
+        "DOCLOOP_KAFKA_SASL_PASSWORD; one trailing newline is ignored",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CA(s) that signed the brokers' certificates (default: the system's)"
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for TLS client authentication")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of DOCLOOP_KAFKA_SSL_CERTFILE")
+    kafka_connect_timeout_seconds: float = Field(
+        15.0, gt=0, description="serve exits when it cannot connect to and authenticate with Kafka within this"
+    )
 
     # Processing
     batch_max_records: int = Field(500, ge=1, description="most events applied in one database transaction")
@@ -39,23 +82,50 @@ class Settings(BaseSettings):
         30.0, gt=0, description="how often serve checks whether the clock should follow wall time"
     )
     log_level: str = Field("INFO", description="log level of serve's JSON logs")
+    migrate_on_start: bool = Field(
+        True,
+        description="serve applies Alembic migrations at start; set false where a migration job runs first "
+        "(replicas starting together would otherwise race to migrate)",
+    )
     phi_hash_key: SecretStr = Field(
         SecretStr("docloop-development-key"),
         description="HMAC key for the stored hash of patient_ref; set in production",
     )
     billing_team_id: str = Field("billing", description="recipient id of billing notifications")
 
+    # Operations: the HTTP side port of serve
+    http_host: str = Field("0.0.0.0", description="address the HTTP side port binds")
+    http_port: int = Field(
+        8080, ge=0, le=65535, description="HTTP side port of serve: `/metrics`, `/healthz`, `/readyz`; 0 disables it"
+    )
+    metrics_refresh_seconds: float = Field(
+        15.0, gt=0, description="how often the gauges read from the database (open patterns, outbox backlog) refresh"
+    )
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, description="time allowed to each `/readyz` check (database `SELECT 1`, Kafka metadata)"
+    )
+
     # Rules (DESIGN.md defaults)
-    pattern_threshold: int = Field(3, ge=1)
-    window_days: int = Field(60, ge=1)
-    escalate_recurrence_l1: int = Field(2, ge=1)
-    escalate_recurrence_l2: int = Field(4, ge=1)
-    remind_after_days: int = Field(7, ge=1)
-    escalate_unacked_days: int = Field(14, ge=1)
-    escalate_amount: Decimal = Field(Decimal("10000.00"), gt=0)
-    systemic_providers: int = Field(3, ge=2)
-    resolve_quiet_days: int = Field(60, ge=1)
-    resolve_compliant_notes: int = Field(3, ge=0)
+    pattern_threshold: int = Field(3, ge=1, description="cases within the window that open a pattern")
+    window_days: int = Field(60, ge=1, description="days of service dates within which the threshold counts")
+    escalate_recurrence_l1: int = Field(2, ge=1, description="post-feedback cases that raise a level-1 escalation")
+    escalate_recurrence_l2: int = Field(4, ge=1, description="post-feedback cases that raise a level-2 escalation")
+    remind_after_days: int = Field(7, ge=1, description="days without acknowledgement before the one reminder")
+    escalate_unacked_days: int = Field(
+        14, ge=1, description="days without acknowledgement before a level-1 `unacknowledged` escalation"
+    )
+    escalate_amount: Decimal = Field(
+        Decimal("10000.00"), gt=0, description="amount at risk of a pattern that raises a level-2 escalation"
+    )
+    systemic_providers: int = Field(
+        3, ge=2, description="providers of one department with open patterns of one root cause that make it systemic"
+    )
+    resolve_quiet_days: int = Field(
+        60, ge=1, description="days since feedback, and since the latest case's service date, before a pattern resolves"
+    )
+    resolve_compliant_notes: int = Field(
+        3, ge=0, description="compliant notes after feedback needed to resolve a pattern whose root cause has a check"
+    )
 
     @cached_property
     def thresholds(self) -> Thresholds:
@@ -72,3 +142,77 @@ class Settings(BaseSettings):
             resolve_compliant_notes=self.resolve_compliant_notes,
             billing_team=self.billing_team_id,
         )
+
+
+# ---- the configuration reference ----------------------------------------------------------------------
+
+_TYPE_NAMES: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    Decimal: "decimal",
+    SecretStr: "secret",
+    Path: "file path",
+}
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " \\| ".join(f"`{value}`" for value in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        names = [_type_name(arg) for arg in get_args(annotation) if arg is not type(None)]
+        return " or ".join(names)
+    return _TYPE_NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if value is None:
+        return "(unset)"
+    return f"`{value}`"
+
+
+def reference() -> str:
+    """The Markdown table of every setting: variable, type, default (secrets hidden) and description."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    lines = ["| variable | type | default | description |", "|---|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        variable = f"`{prefix}{name.upper()}`"
+        lines.append(f"| {variable} | {_type_name(field.annotation)} | {_default(field.default)} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_reference(document: str) -> str:
+    """`document` with the text between the reference markers replaced by the current reference."""
+    start, end = document.find(REFERENCE_BEGIN), document.find(REFERENCE_END)
+    if start < 0 or end < start:
+        raise ValueError(f"markers {REFERENCE_BEGIN} ... {REFERENCE_END} not found")
+    return document[: start + len(REFERENCE_BEGIN)] + "\n" + reference() + document[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.settings", description="print the DOCLOOP_ configuration reference (Markdown)"
+    )
+    parser.add_argument(
+        "--write",
+        metavar="FILE",
+        help=f"rewrite the section between {REFERENCE_BEGIN} and "
+        f"{REFERENCE_END} in FILE (e.g. README.md) instead of printing",
+    )
+    args = parser.parse_args(argv)
+    if args.write:
+        path = Path(args.write)
+        path.write_text(replace_reference(path.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"wrote the configuration reference into {path}")
+    else:
+        sys.stdout.write(reference())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -191,8 +191,13 @@ def _write_jsonl(outcome: Outcome, handle: TextIO) -> None:
 
 def _publish(outcome: Outcome) -> bool:
     from engine.ingest.publish import KafkaTarget, publish
+    from engine.kafka_security import KafkaSecurityError
 
-    target = KafkaTarget.from_settings()
+    try:
+        target = KafkaTarget.from_settings()
+    except KafkaSecurityError as error:
+        print(f"docloop ingest: kafka security settings: {error}", file=sys.stderr)
+        return False
     try:
         sent = asyncio.run(publish(outcome.events, target))
     except Exception as error:  # aiokafka raises several kinds; none of their texts carries event values

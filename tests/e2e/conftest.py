@@ -69,6 +69,7 @@ class Stack:
             "DOCLOOP_TOPIC_DLQ": self.topic("dlq"),
             "DOCLOOP_TOPIC_PARTITIONS": str(self.partitions),
             "DOCLOOP_BATCH_TIMEOUT_MS": "50",
+            "DOCLOOP_HTTP_PORT": "0",  # tests that want the side port pick a free one
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("DOCLOOP_CRASH_AT", None)
