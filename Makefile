@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 STATE ?= /tmp/docloop-local
 export DOCLOOP_TEST_DATABASE_URL ?= postgresql+asyncpg://docloop:docloop@127.0.0.1:5433/docloop_test
 export DOCLOOP_TEST_KAFKA ?= localhost:9092
+# The local broker also gets a SASL_PLAINTEXT listener (SCRAM-SHA-512 and PLAIN, user docloop) for the
+# Kafka security tests; a broker already running without it must be restarted (deploy/local/kafka.sh stop).
+export DOCLOOP_KAFKA_SCRAM_PORT ?= 9094
+export DOCLOOP_TEST_KAFKA_SCRAM ?= localhost:$(DOCLOOP_KAFKA_SCRAM_PORT)
 
 .PHONY: venv up down test test-fast demo bench lint schemas clean
 
@@ -30,9 +34,16 @@ test: venv up
 test-fast: venv
 	$(PY) -m pytest -q -m "not kafka and not postgres"
 
+# The demo starts the local Kafka if it is not running, and stops it again afterwards if it started it.
 demo: venv
-	$(VENV)/bin/docloop replay engine/examples/scenario.jsonl --out demo-out
-	$(VENV)/bin/docloop report --database-url sqlite+aiosqlite:///demo-out/docloop.db
+	@if deploy/local/kafka.sh status >/dev/null 2>&1; then started=no; else started=yes; deploy/local/kafka.sh start >/dev/null; fi; \
+	$(VENV)/bin/docloop demo --out demo-out; status=$$?; \
+	if [ $$started = yes ]; then deploy/local/kafka.sh stop >/dev/null; fi; exit $$status
+
+# Not part of `make test`: throughput, latency, scaling and memory on the local Kafka and PostgreSQL
+# (bench/run.py; knobs such as BENCH_EVENTS=20000 BENCH_SCALE_CASES=100000 are environment variables).
+bench: venv up
+	$(PY) -m bench.run
 
 schemas: venv
 	$(VENV)/bin/docloop schemas export
