@@ -347,11 +347,22 @@ cmd_topics() {
   java_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$ADDRESS" "$@"
 }
 
+# Kafka's own console clients, for trying the engine by hand (see README: publishing and consuming).
+cmd_console() {
+  local tool=$1
+  shift
+  pid_running || die "not running"
+  resolve
+  java_tool "$tool" --bootstrap-server "$ADDRESS" "$@"
+}
+
 case ${1:-} in
   start) cmd_start ;;
   stop) cmd_stop ;;
   restart) cmd_stop && cmd_start ;;
   status) cmd_status ;;
   topics) shift; cmd_topics "$@" ;;
-  *) echo "usage: $0 start|stop|restart|status|topics [TopicCommand args...]" >&2; exit 2 ;;
+  producer) shift; cmd_console org.apache.kafka.tools.ConsoleProducer "$@" ;;
+  consumer) shift; cmd_console org.apache.kafka.tools.consumer.ConsoleConsumer "$@" ;;
+  *) echo "usage: $0 start|stop|restart|status|topics|producer|consumer [tool args...]" >&2; exit 2 ;;
 esac
