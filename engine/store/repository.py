@@ -308,10 +308,19 @@ class BatchLoader:
                     if state.case(row.case_id) is None:
                         state.load_case(_case(row))
 
-        # Systemic escalations count the open patterns of a department and root cause.
+        # Systemic escalations count the open patterns of a department and root cause. Each is raised at most
+        # once, so only pairs without one need their open patterns (a busy store's pairs mostly have one).
         if departments:
             pairs = sorted(departments)
-            for chunk in _chunks(pairs):
+            systemic = {ids.escalation_id(f"systemic|{d}|{rc}", 2, "systemic"): (d, rc) for d, rc in pairs}
+            for chunk in _chunks(sorted(systemic)):
+                rows = await self.conn.execute(
+                    select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
+                )
+                for (escalation_id,) in rows:
+                    state.load_escalation(escalation_id)
+            open_pairs = [pair for escalation_id, pair in systemic.items() if not state.has_escalation(escalation_id)]
+            for chunk in _chunks(sorted(open_pairs)):
                 await self._load_patterns(
                     state,
                     None,
@@ -321,38 +330,31 @@ class BatchLoader:
                         t.patterns.c.status == PatternStatus.OPEN.value,
                     ),
                 )
-            systemic = [ids.escalation_id(f"systemic|{d}|{rc}", 2, "systemic") for d, rc in pairs]
-            for chunk in _chunks(systemic):
-                rows = await self.conn.execute(
-                    select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
-                )
-                for (escalation_id,) in rows:
-                    state.load_escalation(escalation_id)
 
-        # Notes: the note itself (signed again?), its encounter's notes and cases, its author's open patterns.
-        note_ids = sorted({n.note_id for n in notes})
+        # Notes: the encounter's notes (the note itself among them, when signed again) and cases, and the
+        # author's open patterns.
         encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
         authors = sorted({n.author.npi for n in notes})
-        for chunk in _chunks(note_ids):
-            for row in await self.conn.execute(select(t.notes).where(t.notes.c.note_id.in_(chunk))):
-                state.load_note(_note(row))
         for chunk in _chunks(encounters):
             for row in await self.conn.execute(select(t.notes).where(t.notes.c.encounter_id.in_(chunk))):
-                if state.note(row.note_id) is None:
-                    state.load_note(_note(row))
+                state.load_note(_note(row))
         await self._load_cases(state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}))
         for chunk in _chunks(authors):
             await self._load_patterns(
                 state,
                 None,
                 [],
-                and_(t.patterns.c.provider_npi.in_(chunk), t.patterns.c.status == PatternStatus.OPEN.value),
+                and_(
+                    t.patterns.c.provider_npi.in_(chunk),
+                    t.patterns.c.status == PatternStatus.OPEN.value,
+                ),
             )
 
         # Timers that fall due before the batch's last event.
         await self._load_patterns(state, None, [], t.patterns.c.next_due_at <= until)
-        # Resolutions and acknowledgements need each key's latest episode, not just the one named.
-        await self._load_patterns_by_key(state, sorted(p.key for p in list(state.loaded_patterns())))
+        # Resolutions and acknowledgements need each key's latest episode, not just the one found.
+        missing = sorted({p.key for p in state.loaded_patterns()} - keys)
+        await self._load_patterns_by_key(state, missing)
         return state
 
     async def _load_cases(self, state: State, column: Any, values: Sequence[Any]) -> None:
@@ -376,10 +378,10 @@ class BatchLoader:
         return loaded
 
     async def _load_patterns_by_key(self, state: State, keys: Sequence[PatternKey]) -> None:
-        columns = tuple_(t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
+        columns = (t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
         values = [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in keys]
         for chunk in _chunks(values):
-            await self._load_patterns(state, None, [], columns.in_(chunk))
+            await self._load_patterns(state, None, [], tuple_(*columns).in_(chunk))
 
 
 # ---- writing back -----------------------------------------------------------------------------------
