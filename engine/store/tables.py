@@ -106,7 +106,8 @@ cases = Table(
     Column("denial_count", Integer, nullable=False),
     Column("note_id", String(128), nullable=True),
     Column("patient_hash", String(64), nullable=True),
-    UniqueConstraint("claim_id", "line_number", "root_cause"),
+    # No unique (claim_id, line_number, root_cause): case_id is derived from exactly those (engine/domain/ids.py),
+    # so the primary key already enforces it, and every index is paid for on each insert.
     Index("ix_cases_pattern_service_date", "pattern_id", "service_date"),
 )
 
@@ -135,8 +136,8 @@ patterns = Table(
     Column("resolved_at", UTCDateTime, nullable=True),
     Column("next_due_at", UTCDateTime, nullable=True, index=True),
     Column("escalations", JSON, nullable=False),
+    # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
-    Index("ix_patterns_provider_status", "provider_npi", "status"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
 )
 
