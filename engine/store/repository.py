@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, select, tuple_, update
+from sqlalchemy import Row, Table, and_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
 from engine.domain.codebook import CodeBook
@@ -418,6 +418,18 @@ async def save_changes(conn: AsyncConnection, changes: Changes, applied_at: date
             for e in changes.escalations
         ],
     )
+
+
+HOT_TABLES = ("processed_events", "notes", "cases", "patterns", "notifications", "escalations", "outbox")
+
+
+async def refresh_statistics(database: AsyncEngine) -> None:
+    """ANALYZE the tables the batch queries read (PostgreSQL; SQLite plans these lookups well without)."""
+    if database.dialect.name != "postgresql":
+        return
+    async with database.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("ANALYZE " + ", ".join(HOT_TABLES)))
 
 
 async def append_outbox(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:

@@ -96,3 +96,12 @@ def test_table_with_nothing_measured_says_so() -> None:
     rows = report.build_rows({})
     assert all(row.result in ("", "n/a") for row in rows)
     assert report.render_table(rows)
+
+
+def test_median_run_picks_the_middle_one() -> None:
+    runs = [{"events_per_s": 300.0, "id": "a"}, {"events_per_s": 100.0, "id": "b"}, {"events_per_s": 200.0, "id": "c"}]
+    assert report.median_run(runs)["id"] == "c"
+    assert report.median_run(runs[:2])["id"] == "b"  # the lower middle of an even count
+    assert report.median_run([{"events_per_s": None, "id": "x"}, *runs])["id"] == "b"
+    with pytest.raises(ValueError):
+        report.median_run([])
