@@ -46,8 +46,40 @@ def _insert(conn: AsyncConnection, table: Table) -> Any:
     return dialect.insert(table)
 
 
+async def _write_postgresql(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], update: bool) -> None:
+    """All rows in one statement with one array parameter per column (`INSERT ... SELECT FROM unnest(...)`).
+
+    Row-by-row parameters cost more Python time than everything else a batch does; arrays are encoded by the
+    driver in C. Rows keep their order (outbox order is publication order)."""
+    dialect = conn.dialect
+    names = list(rows[0])
+    arrays, casts = [], []
+    for position, name in enumerate(names, start=1):
+        column_type = table.c[name].type
+        process = column_type.bind_processor(dialect)
+        values = [row[name] for row in rows]
+        arrays.append([process(v) for v in values] if process else values)
+        casts.append(f"${position}::{column_type.compile(dialect=dialect)}[]")
+    columns = ", ".join(f'"{name}"' for name in names)
+    statement = (
+        f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} FROM unnest({", ".join(casts)}) '
+        f"WITH ORDINALITY AS given({columns}, position) ORDER BY position "
+    )
+    if update:
+        key = [c.name for c in table.primary_key.columns]
+        changes = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names if n not in key)
+        statement += f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {changes}"
+    else:
+        statement += "ON CONFLICT DO NOTHING"
+    raw = await conn.get_raw_connection()
+    await raw.driver_connection.execute(statement, *arrays)  # type: ignore[union-attr]
+
+
 async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        await _write_postgresql(conn, table, rows, update=True)
         return
     key = [c.name for c in table.primary_key.columns]
     statement = _insert(conn, table)
@@ -60,6 +92,9 @@ async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]
 
 async def _insert_new(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
     if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        await _write_postgresql(conn, table, rows, update=False)
         return
     statement = _insert(conn, table).on_conflict_do_nothing()
     for chunk in _chunks(rows):
