@@ -129,9 +129,8 @@ class Processor:
             clock = await repository.lock_clock(conn)
             latest = max((as_utc(e.occurred_at) for e in events), default=clock.clock)
             until = max(filter(None, [latest, clock.clock]), default=wall)
-            state = await repository.BatchLoader(conn, self.codebook, self.settings.window_days).load(
-                events, until, clock.clock
-            )
+            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days)
+            state = await loader.load(events, until, clock.clock)
             rows: list[OutboxRow] = []
             for raw, item in decoded:
                 if isinstance(item, InvalidEvent):
@@ -145,7 +144,8 @@ class Processor:
                 for message in outcome.messages:
                     _count(report, message)
                     rows.append(outbox_row(message))
-            await repository.save_changes(conn, state.take_changes(), state.clock or wall)
+            changes = state.take_changes()
+            await repository.save_changes(conn, changes, state.clock or wall, not loader.events_recorded)
             await repository.append_outbox(conn, rows)
             await repository.save_clock(conn, state.clock, wall if events else clock.last_event_wall_at)
             crash_point("before_commit")

@@ -16,11 +16,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
+from engine.domain.checks import has_check
 from engine.domain.codebook import CodeBook
 from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
 from engine.store import tables as t
 from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
+
+# A note matters only to open patterns whose root cause has a documentation check (pre-bill alerts,
+# compliant notes); the others (billing-only causes, mostly) need not be loaded for it.
+CHECKED_ROOT_CAUSES = sorted(cause.value for cause in RootCause if has_check(cause))
 
 # Keep IN-lists well below the bind-parameter limits of SQLite (32766) and PostgreSQL (32767).
 CHUNK = 500
@@ -279,16 +284,34 @@ class BatchLoader:
         self.conn = conn
         self.codebook = codebook
         self.window = timedelta(days=window_days)
+        self.events_recorded = False  # True once load() has written the batch's event ids itself
 
     async def load(self, events: Sequence[InboundEvent], until: datetime, clock: datetime | None) -> State:
         state = State(clock)
-        event_ids = [e.event_id for e in events]
-        for chunk in _chunks(event_ids):
-            rows = await self.conn.execute(
-                select(t.processed_events.c.event_id).where(t.processed_events.c.event_id.in_(chunk))
+        if self.conn.dialect.name == "postgresql" and events:
+            # Record the batch's event ids first, in one statement: those already there are duplicates.
+            statement = text(
+                "INSERT INTO processed_events (event_id, event_type, applied_at) "
+                "SELECT * FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:types AS VARCHAR[]), "
+                "CAST(:at AS TIMESTAMPTZ[])) ON CONFLICT DO NOTHING RETURNING event_id"
             )
-            for (event_id,) in rows:
-                state.load_event(event_id)
+            arguments = {
+                "ids": [e.event_id for e in events],
+                "types": [e.event_type for e in events],
+                "at": [until] * len(events),
+            }
+            new = set((await self.conn.execute(statement, arguments)).scalars())
+            for event in events:
+                if event.event_id not in new:
+                    state.load_event(event.event_id)
+            self.events_recorded = True
+        else:
+            for chunk in _chunks([e.event_id for e in events]):
+                rows = await self.conn.execute(
+                    select(t.processed_events.c.event_id).where(t.processed_events.c.event_id.in_(chunk))
+                )
+                for (event_id,) in rows:
+                    state.load_event(event_id)
 
         claims = [e for e in events if isinstance(e, ClaimDenied)]
         notes = [e for e in events if isinstance(e, NoteSigned)]
@@ -382,6 +405,7 @@ class BatchLoader:
                 and_(
                     t.patterns.c.provider_npi.in_(chunk),
                     t.patterns.c.status == PatternStatus.OPEN.value,
+                    t.patterns.c.root_cause.in_(CHECKED_ROOT_CAUSES),
                 ),
             )
 
@@ -422,12 +446,15 @@ class BatchLoader:
 # ---- writing back -----------------------------------------------------------------------------------
 
 
-async def save_changes(conn: AsyncConnection, changes: Changes, applied_at: datetime) -> None:
-    await _insert_new(
-        conn,
-        t.processed_events,
-        [{"event_id": i, "event_type": kind, "applied_at": applied_at} for i, kind in changes.events.items()],
-    )
+async def save_changes(
+    conn: AsyncConnection, changes: Changes, applied_at: datetime, record_events: bool = True
+) -> None:
+    if record_events:
+        await _insert_new(
+            conn,
+            t.processed_events,
+            [{"event_id": i, "event_type": kind, "applied_at": applied_at} for i, kind in changes.events.items()],
+        )
     await _upsert(conn, t.patterns, [_pattern_row(p) for p in changes.patterns.values()])
     await _upsert(conn, t.cases, [_case_row(c) for c in changes.cases.values()])
     await _upsert(conn, t.notes, [_note_row(n) for n in changes.notes.values()])
