@@ -485,13 +485,25 @@ async def save_changes(
 HOT_TABLES = ("processed_events", "notes", "cases", "patterns", "notifications", "escalations", "outbox")
 
 
-async def refresh_statistics(database: AsyncEngine) -> None:
-    """ANALYZE the tables the batch queries read (PostgreSQL; SQLite plans these lookups well without)."""
+async def refresh_statistics(database: AsyncEngine) -> list[str]:
+    """ANALYZE the tables the batch queries read that have at least doubled since their last ANALYZE
+    (PostgreSQL; SQLite plans these lookups well without). A large store's tables are left to autovacuum."""
     if database.dialect.name != "postgresql":
-        return
+        return []
     async with database.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("ANALYZE " + ", ".join(HOT_TABLES)))
+        rows = await conn.execute(
+            text(
+                "SELECT relname, n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = ANY(:names)"
+            ),
+            {"names": list(HOT_TABLES)},
+        )
+        stale = sorted(
+            r.relname for r in rows if r.n_mod_since_analyze > 1000 and 2 * r.n_mod_since_analyze > r.n_live_tup
+        )
+        if stale:
+            await conn.execute(text("ANALYZE " + ", ".join(stale)))
+    return stale
 
 
 async def append_outbox(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
