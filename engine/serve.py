@@ -48,6 +48,9 @@ log = logging.getLogger("docloop.serve")
 RELAY_LOCK = 0x646F636C6F6F70  # any constant: one relay at a time across replicas (PostgreSQL advisory lock)
 
 
+LOGGED_PATTERN_IDS = 20  # per batch log line; the metrics carry the totals
+
+
 class Stopping(Exception):
     """Raised inside a batch that is abandoned (unacknowledged) because the service is shutting down."""
 
@@ -194,6 +197,10 @@ class Service:
                 "dlq": dict(report.rejected),
                 "notifications": sum(report.notifications.values()),
                 "escalations": sum(report.escalations.values()),
+                # Ids only (never contents): the batch's first and last event, and the patterns it moved.
+                "first_event_id": report.first_event_id,
+                "last_event_id": report.last_event_id,
+                "pattern_ids": sorted(report.pattern_ids)[:LOGGED_PATTERN_IDS],
             },
         )
 

@@ -56,6 +56,10 @@ class BatchReport:
     rejected: Counter[str] = field(default_factory=Counter)  # reason kind -> count
     notifications: Counter[str] = field(default_factory=Counter)  # "<kind>:<audience>"
     escalations: Counter[str] = field(default_factory=Counter)  # "<level>:<reason>"
+    # For the batch's log line (ids, never contents); `add` keeps counts only, so totals stay small.
+    first_event_id: str | None = None
+    last_event_id: str | None = None
+    pattern_ids: set[str] = field(default_factory=set)  # patterns that produced a message
 
     def add(self, other: BatchReport) -> None:
         self.events.update(other.events)
@@ -141,6 +145,8 @@ class Processor:
                     continue
                 outcome = self.engine.process(item, state)
                 report.events[f"{item.event_type}:{outcome.result}"] += 1
+                report.first_event_id = report.first_event_id or item.event_id
+                report.last_event_id = item.event_id
                 for message in outcome.messages:
                     _count(report, message)
                     rows.append(outbox_row(message))
@@ -190,6 +196,8 @@ class Processor:
 
 
 def _count(report: BatchReport, message: Message) -> None:
+    if message.pattern_id is not None:
+        report.pattern_ids.add(message.pattern_id)
     if isinstance(message, FeedbackNotification):
         report.notifications[f"{message.kind}:{message.audience}"] += 1
     else:

@@ -143,3 +143,6 @@ async def test_logs_of_a_full_run_carry_no_patient_identifier(stack: Stack) -> N
     batches = [e for e in entries if e["msg"] == "batch applied"]
     assert sum(sum(e["events"].values()) for e in batches) == VALID_EVENTS + 2  # the duplicate too
     assert sum(sum(e["dlq"].values()) for e in batches) == 6
+    # The lines carry ids to trace by: events and the patterns that moved.
+    assert batches[0]["first_event_id"] == "d-1001" and batches[-1]["last_event_id"] == "phi-1"
+    assert any("d054b813-bfae-59e6-957a-23868b769e0a" in e["pattern_ids"] for e in batches)
