@@ -671,7 +671,12 @@ class Bench:
             cpu = _delta(cpu_seconds(process.pid), cpu_at_ready)
         finally:
             await self.procs.stop(process)
-        total = sum(ends.values())
+        return self._figures(drain, sum(ends.values()), cpu, rss, stalls)
+
+    def _figures(
+        self, drain: Drain, total: int, cpu: float | None, rss: float | None, stalls: dict[str, float]
+    ) -> dict[str, Any]:
+        """What every timed run reports, pipe and serve alike."""
         return {
             "stall_pct": stalls,
             "cpu_s": cpu,
@@ -713,19 +718,10 @@ class Bench:
         disturbed = warnings_in(path)
         if disturbed:
             log(f"warning: serve logged {len(disturbed)} warnings in run {label} (e.g. {disturbed[0]!r}): disturbed")
+        result.update({"warnings": len(disturbed), "warning_kinds": sorted(set(disturbed))})
+        result.update(self._figures(drain, total, cpu, rss, stalls))
         result.update(
             {
-                "warnings": len(disturbed),
-                "warning_kinds": sorted(set(disturbed)),
-                "stall_pct": stalls,
-                "cpu_s": cpu,
-                "events_per_cpu_s": report.rate(total, cpu) if not drain.timed_out else None,
-                "events": total,
-                "seconds": drain.seconds,
-                "events_per_s": self._rate(drain, total),
-                "first_commit_s": drain.first_progress_s,
-                "timed_out": drain.timed_out,
-                "peak_rss_mb": rss,
                 "applied_events": applied,
                 "dlq": dlq,
                 "outbox_rows": outbox,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.database import connect
 from engine.service import BatchReport, Processor, RawEvent
@@ -58,10 +59,7 @@ async def replay(paths: list[Path], out: Path, settings: Settings) -> ReplayResu
     return ReplayResult(lines, report, counts["notifications"], counts["escalations"], counts["dlq"])
 
 
-async def _write_outputs(database: object, out: Path, first_new: int) -> dict[str, int]:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    assert isinstance(database, AsyncEngine)
+async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> dict[str, int]:
     files = {
         name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in ("notifications", "escalations", "dlq")
     }

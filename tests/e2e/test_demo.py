@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.e2e.conftest import ROOT, kafka_bootstrap
+from tests.support.cli import report_json
 
 pytestmark = [pytest.mark.kafka]
 
@@ -36,24 +36,7 @@ def test_the_demo_shows_the_loop_and_ends_with_a_report_that_agrees_with_the_sto
     assert "!! escalation level" in out
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
-    report = json.loads(
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "engine.cli",
-                "report",
-                "--format",
-                "json",
-                "--database-url",
-                f"sqlite+aiosqlite:///{tmp_path / 'docloop.db'}",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-        ).stdout
-    )
+    report = report_json(tmp_path / "docloop.db")
     totals = report["totals"]
     headline = re.search(r"Patterns: (\d+) \((\d+) open, (\d+) resolved, (\d+) acknowledged\)", out)
     assert headline is not None

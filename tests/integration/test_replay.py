@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import report_json
 from tests.support.scenario import scenario_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,23 +94,7 @@ def test_replaying_twice_gives_byte_identical_files(replayed: Path, tmp_path: Pa
 def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> None:
     summary = replay(tmp_path).stdout
     assert "rejected to dlq 5" in summary and "duplicates 1" in summary
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "report",
-            "--format",
-            "json",
-            "--database-url",
-            f"sqlite+aiosqlite:///{tmp_path / 'docloop.db'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    data = json.loads(report.stdout)
+    data = report_json(tmp_path / "docloop.db")
     assert data["totals"]["open"] == 4 and data["totals"]["resolved"] == 2
     assert {p["status"] for p in data["patterns"]} == {"open", "resolved"}
     assert all(
