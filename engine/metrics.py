@@ -53,6 +53,33 @@ class Metrics:
             ["root_cause"],
             registry=r,
         )
+        self.quarantined = Counter(
+            "docloop_patterns_quarantined_total",
+            "Patterns whose timers were stopped by a fault while firing one (see the log line with its id).",
+            registry=r,
+        )
+        self.outbox_parked = Counter(
+            "docloop_outbox_parked_total",
+            "Outbox rows the relay set aside because publishing them failed in a way retrying cannot fix.",
+            ["stream", "error"],
+            registry=r,
+        )
+        self.dlq_replaced = Counter(
+            "docloop_dlq_replaced_total",
+            "Rejected records too large to republish whole, published as a small record naming the original.",
+            registry=r,
+        )
+        self.relay_failures = Counter(
+            "docloop_relay_failures_total",
+            "Relay passes that failed (store or broker), by error class.",
+            ["error"],
+            registry=r,
+        )
+        self.relay_stuck = Gauge(
+            "docloop_relay_stuck",
+            "1 while the oldest unpublished outbox row has waited longer than DOCLOOP_RELAY_STUCK_SECONDS.",
+            registry=r,
+        )
         self.outbox_backlog = Gauge(
             "docloop_outbox_backlog", "Outbox rows not yet published to Kafka (all replicas).", registry=r
         )
@@ -84,6 +111,8 @@ class Metrics:
         for key, count in report.escalations.items():
             level, _, reason = key.partition(":")
             self.escalations.labels(level=level, reason=reason).inc(count)
+        if report.quarantined:
+            self.quarantined.inc(len(report.quarantined))
 
     def observe_batch(self, report: BatchReport, seconds: float) -> None:
         self.record(report)

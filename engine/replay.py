@@ -49,10 +49,10 @@ async def replay(paths: list[Path], out: Path, settings: Settings) -> ReplayResu
             lines += 1
             batch.append(raw)
             if len(batch) >= settings.batch_max_records:
-                report.add((await processor.apply_batch(batch))[0])
+                report.add(await processor.apply(batch))
                 batch = []
         if batch:
-            report.add((await processor.apply_batch(batch))[0])
+            report.add(await processor.apply(batch))
         counts = await _write_outputs(database, out, first_new)
     finally:
         await database.dispose()

@@ -18,7 +18,6 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -28,7 +27,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.specification import AsyncAPI
 from pydantic.json_schema import models_json_schema
-from sqlalchemy import select, text, update
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import schemas
@@ -38,15 +37,13 @@ from engine.http import HttpServer, Response
 from engine.kafka_security import KafkaConnectError, KafkaSecurity, KafkaSecurityError, check_connection
 from engine.logs import setup_logging
 from engine.metrics import Metrics
-from engine.service import BatchReport, Processor, RawEvent
+from engine.relay import Relay
+from engine.retention import prune
+from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable
 from engine.settings import Settings
-from engine.store import tables as t
 from engine.store.migrate import upgrade
 
 log = logging.getLogger("docloop.serve")
-
-RELAY_LOCK = 0x646F636C6F6F70  # any constant: one relay at a time across replicas (PostgreSQL advisory lock)
-
 
 LOGGED_PATTERN_IDS = 20  # per batch log line; the metrics carry the totals
 
@@ -116,6 +113,7 @@ class Service:
             logger=None,
         )
         self.publishers = self._declare_publishers()
+        self.relay = Relay(settings, self.database, self.publishers, self.metrics)  # type: ignore[arg-type]
         self._declare_subscriber()
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
@@ -176,7 +174,7 @@ class Service:
     async def handle_batch(self, message: KafkaMessage) -> None:
         records = message.raw_message
         assert isinstance(records, tuple)
-        raws = [RawEvent(r.value or b"", r.key, f"{r.topic}/{r.partition}/{r.offset}") for r in records]
+        raws = [RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}") for r in records]
         started = time.perf_counter()
         try:
             report = await self._apply_until_stored(raws)
@@ -207,50 +205,19 @@ class Service:
     async def _apply_until_stored(self, raws: Sequence[RawEvent]) -> BatchReport:
         """Apply a batch, waiting out store outages: consumption pauses, nothing is committed or dropped.
 
-        A failure while the store answers is not an outage but an event the engine cannot apply (a bug):
-        the batch is then applied event by event, and only the event that fails alone goes to the DLQ.
-        Either way the handler returns only when every record is durably handled, because a handler that
-        raised would let the next batch's acknowledgement commit past this one.
+        An event the engine cannot apply while the store answers goes alone to the DLQ (Processor.apply).
+        The handler returns only when every record is durably handled, because a handler that raised would
+        let the next batch's acknowledgement commit past this one.
         """
         delay = 0.5
         while True:
             try:
-                report, _ = await self.processor.apply_batch(raws)
-                return report
-            except Exception as error:
-                if await self._store_answers():
-                    return await self._isolate(raws, error)
-                log.warning("store unavailable; retrying", extra={"retry_in_s": delay, "error": type(error).__name__})
+                return await self.processor.apply(raws)
+            except StoreUnavailable as error:
+                cause = error.__cause__ or error
+                log.warning("store unavailable; retrying", extra={"retry_in_s": delay, "error": type(cause).__name__})
             await self._pause(delay)
             delay = min(delay * 2, 30.0)
-
-    async def _isolate(self, raws: Sequence[RawEvent], error: Exception) -> BatchReport:
-        log.error("batch failed with the store up; applying it event by event", extra={"error": type(error).__name__})
-        report = BatchReport()
-        for raw in raws:
-            if len(raws) > 1:
-                report.add(await self._apply_until_stored([raw]))
-                continue
-            reason = f"engine error: {type(error).__name__} while applying this event"
-            delay = 0.5
-            while True:
-                try:
-                    await self.processor.dead_letter(raw, reason)
-                    break
-                except Exception as again:
-                    log.warning("store unavailable; retrying", extra={"error": type(again).__name__})
-                await self._pause(delay)
-                delay = min(delay * 2, 30.0)
-            report.rejected["engine_error"] += 1
-        return report
-
-    async def _store_answers(self) -> bool:
-        try:
-            async with self.database.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            return False
 
     async def _pause(self, seconds: float) -> None:
         if self.stopping.is_set():
@@ -260,57 +227,22 @@ class Service:
         if self.stopping.is_set():
             raise Stopping
 
-    # ---- the outbox relay ---------------------------------------------------------------------------
+    # ---- the outbox relay (engine/relay.py) and retention (engine/retention.py) --------------------
 
     async def relay_once(self) -> int:
-        """Publish the oldest unpublished outbox rows in order; mark them once the broker confirmed all."""
-        async with self.database.begin() as conn:
-            lock = text("SELECT pg_try_advisory_xact_lock(:key)")
-            if conn.dialect.name == "postgresql" and not await conn.scalar(lock, {"key": RELAY_LOCK}):
-                return 0  # another replica is relaying
-            rows = (
-                await conn.execute(
-                    select(t.outbox)
-                    .where(t.outbox.c.published_at.is_(None))
-                    .order_by(t.outbox.c.seq)
-                    .limit(self.settings.relay_batch_size)
-                )
-            ).all()
-            if not rows:
-                return 0
-            confirmations = []
-            for row in rows:
-                headers = {"docloop-message-id": row.message_id, "content-type": "application/json"}
-                if row.stream == "dlq":
-                    headers = {"docloop-message-id": row.message_id, "docloop-reason": row.reason or ""}
-                confirmations.append(
-                    await self.publishers[row.stream].publish(row.value, key=row.key, headers=headers, no_confirm=True)
-                )
-            await asyncio.gather(*confirmations)
-            crash_point("relay_before_mark")
-            await conn.execute(
-                update(t.outbox)
-                .where(t.outbox.c.seq.in_([row.seq for row in rows]))
-                .values(published_at=datetime.now(UTC))
-            )
-        return len(rows)
+        return await self.relay.relay_once()
 
     async def run_relay(self) -> None:
-        idle = self.settings.relay_idle_ms / 1000
-        wait = idle
+        await self.relay.run(self.stopping, self.relay_wake)
+
+    async def run_pruning(self) -> None:
         while not self.stopping.is_set():
             try:
-                published = await self.relay_once()
-                wait = idle
-            except Exception as error:  # a relay that died would silently stop all output
-                # Back off, but a batch committed meanwhile (the store is back) wakes the relay at once.
-                wait = min(max(wait * 2, 0.5), 5.0)
-                log.warning("relay: store unavailable", extra={"retry_in_s": wait, "error": type(error).__name__})
-                published = 0
-            if published == 0:
-                self.relay_wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.relay_wake.wait(), timeout=wait)
+                await prune(self.database, self.settings)
+            except Exception as error:
+                log.warning("pruning failed; will try again", extra={"error": type(error).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.prune_interval_minutes * 60)
 
     # ---- the clock ticker ---------------------------------------------------------------------------
 
@@ -345,10 +277,17 @@ class Service:
             existing = set(await admin.list_topics())
             wanted = [*inbound_topics(self.settings), *outbound_topics(self.settings).values()]
             missing = [name for name in dict.fromkeys(wanted) if name not in existing]
+            # The DLQ keeps rejected bytes unchanged, so it may hold PHI: it gets its own, short retention.
+            dlq_retention = {"retention.ms": str(self.settings.dlq_retention_hours * 3_600_000)}
             if missing:
                 await admin.create_topics(
                     [
-                        NewTopic(name, self.settings.topic_partitions, self.settings.topic_replication)
+                        NewTopic(
+                            name,
+                            self.settings.topic_partitions,
+                            self.settings.topic_replication,
+                            topic_configs=dlq_retention if name == self.settings.topic_dlq else {},
+                        )
                         for name in missing
                     ]
                 )
@@ -412,6 +351,7 @@ class Service:
                 return f"failed: {type(error).__name__}"
 
         checks = dict(zip(("database", "kafka"), await asyncio.gather(database(), kafka()), strict=True))
+        checks["relay"] = f"stuck for {self.relay.stuck_for():.0f} s" if self.relay.is_stuck() else "ok"
         ready = all(result == "ok" for result in checks.values())
         return Response.json(200 if ready else 503, {"ready": ready, "checks": checks})
 
@@ -447,7 +387,12 @@ class Service:
         await check_connection(s.kafka_bootstrap, self.security, s.kafka_connect_timeout_seconds)
         await self.ensure_topics()
         await self.broker.start()
-        tasks = [asyncio.create_task(self.run_relay()), asyncio.create_task(self.run_ticker())]
+        await self.processor.load_phi_key()
+        tasks = [
+            asyncio.create_task(self.run_relay()),
+            asyncio.create_task(self.run_ticker()),
+            asyncio.create_task(self.run_pruning()),
+        ]
         if self.http is not None:
             tasks.append(asyncio.create_task(self.run_metrics_refresh()))
         log.info(

@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.domain import ids
@@ -43,11 +45,35 @@ ANALYZE_FIRST = 2000
 
 @dataclass(frozen=True)
 class RawEvent:
-    """Bytes as they arrived, with where they came from (used to derive the DLQ message id)."""
+    """Bytes as they arrived (None for a tombstone), with where they came from (used to derive the DLQ id)."""
 
-    value: bytes
+    value: bytes | None
     key: bytes | None
     origin: str
+
+
+class StoreUnavailable(Exception):
+    """The store does not answer: the caller waits and retries the batch; nothing was committed."""
+
+
+class EventFailed(Exception):
+    """The engine raised while applying one event of a batch (a defect): that event is isolated."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+def failure_reason(error: BaseException, event_id: str) -> str:
+    """Where the engine failed, for the DLQ and the logs: the exception class and the engine function, never
+    the exception's message (it may quote field values)."""
+    where = "engine"
+    for frame in traceback.extract_tb(error.__traceback__):
+        module = frame.filename.replace("\\", "/")
+        if "/engine/" in module:
+            where = module.rsplit("/engine/", 1)[1].removesuffix(".py").replace("/", ".") + "." + frame.name
+    return f"engine error: {type(error).__name__} in {where} while applying event {event_id}"
 
 
 @dataclass
@@ -56,6 +82,7 @@ class BatchReport:
     rejected: Counter[str] = field(default_factory=Counter)  # reason kind -> count
     notifications: Counter[str] = field(default_factory=Counter)  # "<kind>:<audience>"
     escalations: Counter[str] = field(default_factory=Counter)  # "<level>:<reason>"
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (pattern_id, why): few, and logged
     # For the batch's log line (ids, never contents); `add` keeps counts only, so totals stay small.
     first_event_id: str | None = None
     last_event_id: str | None = None
@@ -66,6 +93,7 @@ class BatchReport:
         self.rejected.update(other.rejected)
         self.notifications.update(other.notifications)
         self.escalations.update(other.escalations)
+        self.quarantined.extend(other.quarantined)
 
 
 def reason_kind(reason: str) -> str:
@@ -103,12 +131,27 @@ class Processor:
         self.database = database
         self.wall_clock = wall_clock
         self.codebook = CodeBook.load()
-        key = settings.phi_hash_key.get_secret_value().encode()
-        self.engine = Engine(settings.thresholds, self.codebook, lambda ref: _keyed_hash(key, ref))
+        configured = settings.phi_hash_key
+        self.phi_key: bytes | None = configured.get_secret_value().encode() if configured else None
+        self.engine = Engine(settings.thresholds, self.codebook, self._hash_patient)
         self.applied_since_start = 0
         self.next_analyze_at = ANALYZE_FIRST
 
+    def _hash_patient(self, patient_ref: str | None) -> str | None:
+        assert self.phi_key is not None, "the PHI key is loaded before any event is applied"
+        return _keyed_hash(self.phi_key, patient_ref)
+
+    async def load_phi_key(self) -> None:
+        """The configured key, or the store's own: made at random at the first start and kept with the store,
+        so every replica and restart hashes alike. A constant key in the code would make every stored hash
+        reversible (an 8-digit MRN space takes minutes on one core)."""
+        if self.phi_key is not None:
+            return
+        self.phi_key = (await repository.phi_key(self.database)).encode()
+
     def decode(self, raw: RawEvent, wall: datetime) -> InboundEvent:
+        if raw.value is None:
+            raise InvalidEvent("tombstone: a record with a null value is not an event")
         if len(raw.value) > self.settings.max_event_bytes:
             raise InvalidEvent(f"too large: over the {self.settings.max_event_bytes}-byte limit")
         event = decode_event(raw.value)
@@ -117,12 +160,59 @@ class Processor:
             raise InvalidEvent(f"occurred_at in the future: more than {skew} minutes ahead of wall time")
         return event
 
-    async def apply_batch(self, raws: Sequence[RawEvent]) -> tuple[BatchReport, list[OutboxRow]]:
-        """Apply a batch in one transaction; returns what happened and the outbox rows it queued."""
+    async def apply(self, raws: Sequence[RawEvent]) -> BatchReport:
+        """Apply a batch so that no single event can stop it; raises only StoreUnavailable.
+
+        Isolation costs in proportion to the bad events, not to the batch:
+        - an event the engine raises on (a defect) is known by its index: the batch is applied again
+          without it, and it goes to the DLQ with a reason that names the event id and where it failed;
+        - a failure while storing (the store answers, but refuses what the batch wrote) names no event:
+          the batch is split in halves until the one event that cannot be stored is alone.
+        """
+        failed: dict[int, str] = {}
+        while True:
+            try:
+                return (await self.apply_batch(raws, failed))[0]
+            except EventFailed as error:
+                log.error("event isolated", extra={"reason": error.reason})
+                failed[error.index] = error.reason
+            except Exception as error:
+                if not await self.store_answers():
+                    raise StoreUnavailable from error
+                if len(raws) == 1:
+                    reason = f"store error: {type(error).__name__} while storing this event"
+                    log.error("event isolated", extra={"reason": reason, "origin": raws[0].origin})
+                    return (await self.apply_batch(raws, {0: reason}))[0]
+                log.warning("batch failed while storing; splitting it", extra={"error": type(error).__name__})
+                half = len(raws) // 2
+                report = await self.apply(raws[:half])
+                report.add(await self.apply(raws[half:]))
+                return report
+
+    async def store_answers(self) -> bool:
+        try:
+            async with self.database.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def apply_batch(
+        self, raws: Sequence[RawEvent], failed: dict[int, str] | None = None
+    ) -> tuple[BatchReport, list[OutboxRow]]:
+        """Apply a batch in one transaction; returns what happened and the outbox rows it queued.
+
+        `failed` names events (by index) to send to the DLQ with the given reason instead of applying them.
+        Raises EventFailed when the engine raises on one event (nothing is committed then)."""
+        failed = failed or {}
+        await self.load_phi_key()
         wall = self.wall_clock()
         report = BatchReport()
         decoded: list[tuple[RawEvent, InboundEvent | InvalidEvent]] = []
-        for raw in raws:
+        for index, raw in enumerate(raws):
+            if index in failed:
+                decoded.append((raw, InvalidEvent(failed[index])))
+                continue
             try:
                 decoded.append((raw, self.decode(raw, wall)))
             except InvalidEvent as error:
@@ -133,28 +223,33 @@ class Processor:
             clock = await repository.lock_clock(conn)
             latest = max((as_utc(e.occurred_at) for e in events), default=clock.clock)
             until = max(filter(None, [latest, clock.clock]), default=wall)
-            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days)
+            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall)
             state = await loader.load(events, until, clock.clock)
             rows: list[OutboxRow] = []
-            for raw, item in decoded:
+            for index, (raw, item) in enumerate(decoded):
                 if isinstance(item, InvalidEvent):
                     report.rejected[reason_kind(item.reason)] += 1
                     rows.append(
                         OutboxRow(ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, state.clock or wall, item.reason)
                     )
                     continue
-                outcome = self.engine.process(item, state)
+                try:
+                    outcome = self.engine.process(item, state)
+                except Exception as error:
+                    raise EventFailed(index, failure_reason(error, item.event_id)) from error
                 report.events[f"{item.event_type}:{outcome.result}"] += 1
                 report.first_event_id = report.first_event_id or item.event_id
                 report.last_event_id = item.event_id
                 for message in outcome.messages:
                     _count(report, message)
                     rows.append(outbox_row(message))
+            report.quarantined.extend(state.quarantined)
             changes = state.take_changes()
-            await repository.save_changes(conn, changes, state.clock or wall, not loader.events_recorded)
+            await repository.save_changes(conn, changes, wall, not loader.events_recorded)
             await repository.append_outbox(conn, rows)
             await repository.save_clock(conn, state.clock, wall if events else clock.last_event_wall_at)
             crash_point("before_commit")
+        _log_quarantined(report)
         self.applied_since_start += len(events)
         if self.applied_since_start >= self.next_analyze_at:
             self.next_analyze_at *= 2
@@ -163,12 +258,6 @@ class Processor:
             except Exception as error:  # the batch is committed; statistics can wait for autovacuum
                 log.warning("statistics refresh failed", extra={"error": type(error).__name__})
         return report, rows
-
-    async def dead_letter(self, raw: RawEvent, reason: str) -> None:
-        """Send one record to the DLQ on its own (the engine could not apply it); nothing else changes."""
-        async with self.database.begin() as conn:
-            row = OutboxRow(ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, self.wall_clock(), reason)
-            await repository.append_outbox(conn, [row])
 
     async def advance_idle_clock(self) -> tuple[BatchReport, list[OutboxRow]]:
         """In a quiet hospital, let the clock follow wall time (minus the idle allowance) so timers still fire."""
@@ -189,10 +278,17 @@ class Processor:
             for message in self.engine.advance(target, state):
                 _count(report, message)
                 rows.append(outbox_row(message))
-            await repository.save_changes(conn, state.take_changes(), target)
+            report.quarantined.extend(state.quarantined)
+            await repository.save_changes(conn, state.take_changes(), wall)
             await repository.append_outbox(conn, rows)
             await repository.save_clock(conn, state.clock, clock.last_event_wall_at)
+        _log_quarantined(report)
         return report, rows
+
+
+def _log_quarantined(report: BatchReport) -> None:
+    for pattern_id, why in report.quarantined:
+        log.error("pattern quarantined: its timers stopped", extra={"pattern_id": pattern_id, "reason": why})
 
 
 def _count(report: BatchReport, message: Message) -> None:

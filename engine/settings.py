@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     idle_advance_minutes: int = Field(60, ge=1, description="quiet time after which the clock follows wall time")
     relay_batch_size: int = Field(500, ge=1, description="outbox rows published per relay pass")
     relay_idle_ms: int = Field(100, ge=1, description="relay poll interval when the outbox is empty")
+    relay_stuck_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="outbox rows unpublished this long (broker refusing or unreachable) make the relay report "
+        "itself stuck: `/readyz` 503 and the `docloop_relay_stuck` gauge",
+    )
     tick_seconds: float = Field(
         30.0, gt=0, description="how often serve checks whether the clock should follow wall time"
     )
@@ -87,11 +93,37 @@ class Settings(BaseSettings):
         description="serve applies Alembic migrations at start; set false where a migration job runs first "
         "(replicas starting together would otherwise race to migrate)",
     )
-    phi_hash_key: SecretStr = Field(
-        SecretStr("docloop-development-key"),
-        description="HMAC key for the stored hash of patient_ref; set in production",
+    phi_hash_key: SecretStr | None = Field(
+        None,
+        description="HMAC key for the stored hash of patient_ref; unset, a random key is made at the first start "
+        "and kept in the store (table engine_secrets) so replicas agree; production should manage its own",
     )
     billing_team_id: str = Field("billing", description="recipient id of billing notifications")
+
+    # Retention: what the store and the DLQ keep, and for how long
+    dlq_retention_hours: int = Field(
+        168,
+        ge=1,
+        description="retention of the DLQ topic (set when serve creates it): rejected bytes may hold PHI",
+    )
+    dlq_original_retention_hours: int = Field(
+        168,
+        ge=1,
+        description="how long the store keeps a rejected record that was too large to republish whole, and "
+        "parked outbox rows, for operators",
+    )
+    outbox_retention_hours: int = Field(
+        168, ge=1, description="published outbox rows are deleted this long after publication"
+    )
+    dedup_window_days: int = Field(
+        30,
+        ge=1,
+        description="event ids are remembered this long for dropping redeliveries; keep it longer than the "
+        "inbound topics' retention",
+    )
+    prune_interval_minutes: float = Field(
+        60.0, gt=0, description="how often serve prunes the outbox and the remembered event ids"
+    )
 
     # Operations: the HTTP side port of serve
     http_host: str = Field("0.0.0.0", description="address the HTTP side port binds")

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from schemas.common import Money, RootCause
+from schemas.common import RootCause
+
+# A total over many denied lines: wider than one inbound amount (the engine saturates totals at this bound,
+# so every total it accepted can be published).
+Total = Annotated[
+    Decimal,
+    Field(max_digits=18, decimal_places=2, allow_inf_nan=False),
+    PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="always"),
+]
 
 NotificationKind = Literal["pattern_opened", "pattern_recurring", "reminder", "pre_bill_alert", "pattern_resolved"]
 Audience = Literal["clinician", "billing"]
@@ -33,7 +42,7 @@ class PatternSummary(Outbound):
     post_feedback_cases: int
     status: PatternStatus
     # Billing only: clinician messages carry null here, so no money reaches a clinician.
-    amount_at_risk: Money | None = None
+    amount_at_risk: Total | None = None
     reason_codes: list[str] | None = None
 
 
@@ -66,7 +75,7 @@ class EscalationTarget(Outbound):
 class EscalationFacts(Outbound):
     case_count: int
     post_feedback_cases: int
-    amount_at_risk: Money
+    amount_at_risk: Total
     providers: list[str]
     open_patterns: int = Field(description="patterns behind this escalation that are open now")
     days_since_feedback: int | None = None

@@ -86,6 +86,7 @@ class Pattern:
     resolved_at: datetime | None = None
     next_due_at: datetime | None = None
     escalations: list[str] = field(default_factory=list)  # "level:reason" already raised for this episode
+    quarantine: str | None = None  # why its timers stopped (a fault while firing one); None when healthy
 
     @property
     def key(self) -> PatternKey:

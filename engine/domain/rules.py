@@ -22,6 +22,9 @@ from schemas.outbound import Audience, EscalationReason, NotificationKind
 
 Message = FeedbackNotification | EscalationRaised
 EVIDENCE_KEPT = 10
+# A pattern's total saturates here: it is what outbound totals (18 digits) and the store's cents hold, so a
+# value the engine accepted can never make a later message unbuildable.
+MAX_TOTAL = Decimal("9999999999999999.99")
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,24 @@ class Engine:
         messages: list[Message] = []
         while (pattern := state.next_due(target)) is not None:
             assert pattern.next_due_at is not None
-            self._fire_timers(pattern, pattern.next_due_at, state, messages)
+            fired: list[Message] = []
+            try:
+                self._fire_timers(pattern, pattern.next_due_at, state, fired)
+            except Exception as error:
+                # A timer runs inside whichever event moves the clock, so its fault must stay with its own
+                # pattern: the pattern is quarantined (no more timers, said in a log line and a metric) and
+                # the event, and every later one, goes on.
+                self._quarantine(pattern, error, state)
+                continue
+            messages.extend(fired)
         state.clock = target
         return messages
+
+    def _quarantine(self, pattern: Pattern, error: Exception, state: State) -> None:
+        pattern.quarantine = f"{type(error).__name__} in a timer"
+        pattern.next_due_at = None
+        state.save_pattern(pattern)
+        state.quarantined.append((pattern.pattern_id, pattern.quarantine))
 
     # ---- claims -------------------------------------------------------------------------------------
 
@@ -144,7 +162,7 @@ class Engine:
         case.denial_count += 1
         case.last_denied_at = now
         state.save_case(case)
-        pattern.amount_at_risk += delta
+        pattern.amount_at_risk = _bounded(pattern.amount_at_risk + delta)
         pattern.reason_codes = _merged(pattern.reason_codes, finding.reason_codes)
         state.save_pattern(pattern)
         if pattern.status is PatternStatus.OPEN:
@@ -163,7 +181,7 @@ class Engine:
         state.save_case(case)
 
         pattern.case_count += 1
-        pattern.amount_at_risk += case.amount
+        pattern.amount_at_risk = _bounded(pattern.amount_at_risk + case.amount)
         pattern.reason_codes = _merged(pattern.reason_codes, case.reason_codes)
         pattern.evidence = _recent_evidence(pattern.evidence, case)
         if pattern.last_service_date is None or case.service_date > pattern.last_service_date:
@@ -281,7 +299,7 @@ class Engine:
     # ---- timers -------------------------------------------------------------------------------------
 
     def _timers(self, p: Pattern) -> list[tuple[datetime, str]]:
-        if p.status is not PatternStatus.OPEN or p.opened_at is None:
+        if p.status is not PatternStatus.OPEN or p.opened_at is None or p.quarantine:
             return []
         timers = []
         if not p.acknowledged and not p.reminded:
@@ -375,6 +393,10 @@ class Engine:
         if not state.has_escalation(escalation.escalation_id):
             state.record_escalation(escalation)
             out.append(escalation)
+
+
+def _bounded(total: Decimal) -> Decimal:
+    return min(max(total, Decimal("0.00")), MAX_TOTAL)
 
 
 def _merged(codes: list[str], more: tuple[str, ...] | list[str]) -> list[str]:

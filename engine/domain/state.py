@@ -46,6 +46,7 @@ class State:
         self._notes_by_encounter: dict[str, dict[str, Note]] = defaultdict(dict)
         self._notifications: dict[str, str] = {}
         self._escalations: set[str] = set()
+        self.quarantined: list[tuple[str, str]] = []  # (pattern_id, why) quarantined while applying
 
     # Loading: the store calls these with rows it read; nothing is marked as changed.
     def load_event(self, event_id: str) -> None:

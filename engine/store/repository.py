@@ -36,7 +36,7 @@ class OutboxRow:
     message_id: str
     stream: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone sent to the DLQ as it came
     created_at: datetime
     reason: str | None = None
 
@@ -185,6 +185,7 @@ def _pattern(row: Row[Any]) -> Pattern:
         resolved_at=row.resolved_at,
         next_due_at=row.next_due_at,
         escalations=list(row.escalations),
+        quarantine=row.quarantine,
     )
 
 
@@ -215,6 +216,7 @@ def _pattern_row(p: Pattern) -> dict[str, Any]:
         "resolved_at": p.resolved_at,
         "next_due_at": p.next_due_at,
         "escalations": p.escalations,
+        "quarantine": p.quarantine,
     }
 
 
@@ -280,8 +282,11 @@ async def save_clock(conn: AsyncConnection, clock: datetime | None, last_event_w
 class BatchLoader:
     """Collects what a batch's events name, then loads it in a handful of bulk queries."""
 
-    def __init__(self, conn: AsyncConnection, codebook: CodeBook, window_days: int) -> None:
+    def __init__(
+        self, conn: AsyncConnection, codebook: CodeBook, window_days: int, applied_at: datetime | None = None
+    ) -> None:
         self.conn = conn
+        self.applied_at = applied_at  # wall time: the dedup window is pruned by it
         self.codebook = codebook
         self.window = timedelta(days=window_days)
         self.events_recorded = False  # True once load() has written the batch's event ids itself
@@ -298,7 +303,7 @@ class BatchLoader:
             arguments = {
                 "ids": [e.event_id for e in events],
                 "types": [e.event_type for e in events],
-                "at": [until] * len(events),
+                "at": [self.applied_at or until] * len(events),
             }
             new = set((await self.conn.execute(statement, arguments)).scalars())
             for event in events:
@@ -504,6 +509,27 @@ async def refresh_statistics(database: AsyncEngine) -> list[str]:
         if stale:
             await conn.execute(text("ANALYZE " + ", ".join(stale)))
     return stale
+
+
+async def phi_key(database: AsyncEngine) -> str:
+    """The store's PHI hash key, made at random by whichever replica asks first (insert-if-absent)."""
+    import logging
+    import secrets
+    from datetime import UTC
+
+    async with database.begin() as conn:
+        query = select(t.engine_secrets.c.value).where(t.engine_secrets.c.name == "phi_hash_key")
+        key = await conn.scalar(query)
+        if key is None:
+            made = {"name": "phi_hash_key", "value": secrets.token_hex(32), "created_at": datetime.now(UTC)}
+            await _insert_new(conn, t.engine_secrets, [made])
+            key = await conn.scalar(query)
+            logging.getLogger("docloop.store").warning(
+                "DOCLOOP_PHI_HASH_KEY is unset: made a random key and kept it in the store (engine_secrets); "
+                "production should manage its own key"
+            )
+    assert key is not None
+    return str(key)
 
 
 async def append_outbox(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:

@@ -136,6 +136,7 @@ patterns = Table(
     Column("resolved_at", UTCDateTime, nullable=True),
     Column("next_due_at", UTCDateTime, nullable=True, index=True),
     Column("escalations", JSON, nullable=False),
+    Column("quarantine", String(120), nullable=True),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
@@ -175,7 +176,10 @@ escalations = Table(
 )
 
 # The outbox: every outbound message, written in the same transaction as the state that caused it.
-# `seq` is the publication order; `published_at` is set once the broker has confirmed the message.
+# `seq` is the publication order; `published_at` is set once the broker has confirmed the message, or once
+# the relay parked it (`parked`: publishing failed in a way retrying cannot fix). Rejected bytes (DLQ rows)
+# are dropped from `value` once published, unless they had to be replaced by a small record: then the
+# original stays until `kept_until`, for operators. Published rows are pruned after a retention.
 outbox = Table(
     "outbox",
     metadata,
@@ -183,9 +187,21 @@ outbox = Table(
     Column("message_id", String(64), nullable=False, unique=True),
     Column("stream", String(16), nullable=False),  # notifications | escalations | dlq
     Column("key", LargeBinary, nullable=True),
-    Column("value", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=True),  # null: a tombstone, or rejected bytes no longer kept
     Column("reason", String(500), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("published_at", UTCDateTime, nullable=True),
+    Column("parked", String(200), nullable=True),
+    Column("kept_until", UTCDateTime, nullable=True),
     Index("ix_outbox_unpublished", "published_at", "seq"),
+)
+
+# Values every replica must agree on and that are made once, at the first start (the PHI hash key when
+# DOCLOOP_PHI_HASH_KEY is unset).
+engine_secrets = Table(
+    "engine_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

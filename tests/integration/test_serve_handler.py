@@ -7,6 +7,7 @@ import json
 
 from sqlalchemy import select
 
+from engine.database import connect
 from engine.domain.rules import Outcome
 from engine.serve import Service
 from engine.service import RawEvent
@@ -44,5 +45,76 @@ async def test_an_event_the_engine_cannot_apply_goes_alone_to_the_dlq(sqlite_url
     await service.database.dispose()
     assert applied == {"before", "after"}
     assert [(json.loads(v)["event_id"], r) for v, r in dead] == [
-        ("boom", "engine error: RuntimeError while applying this event")
+        ("boom", "engine error: RuntimeError in service.apply_batch while applying event boom")
     ]
+
+
+async def test_isolating_engine_faults_costs_one_pass_per_bad_event_not_one_per_event(store_url: str) -> None:
+    from engine.service import Processor
+
+    processor = Processor(Settings(database_url=store_url), connect(store_url))
+    apply = processor.engine.process
+    passes = 0
+
+    def failing_on_boom(event: object, state: object) -> Outcome:
+        if str(getattr(event, "event_id", "")).startswith("boom"):
+            raise RuntimeError("a defect")
+        return apply(event, state)  # type: ignore[arg-type]
+
+    processor.engine.process = failing_on_boom  # type: ignore[method-assign]
+    original = processor.apply_batch
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal passes
+        passes += 1
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    processor.apply_batch = counted  # type: ignore[method-assign,assignment]
+    ids = [f"ok-{i}" for i in range(200)]
+    ids[50], ids[150] = "boom-1", "boom-2"
+    events = [claim(i, occurred_at="2026-02-02T09:00:00Z", service_date="2026-01-05", provider=PROVIDER) for i in ids]
+    raws = [RawEvent(json.dumps(e).encode(), b"k", f"t/0/{n}") for n, e in enumerate(events)]
+
+    report = await processor.apply(raws)
+
+    await processor.database.dispose()
+    assert report.rejected["engine_error"] == 2
+    assert sum(v for k, v in report.events.items() if k.endswith(":applied")) == 198
+    assert passes == 3  # two passes that found a bad event, one that applied the rest
+
+
+async def test_a_batch_the_store_refuses_is_split_until_the_one_event_is_alone(sqlite_url: str) -> None:
+    from engine.service import Processor
+    from engine.store import repository
+
+    await asyncio.to_thread(upgrade, sqlite_url)
+    processor = Processor(Settings(database_url=sqlite_url), connect(sqlite_url))
+    save = repository.save_changes
+    passes = 0
+
+    async def refusing(conn, changes, *args):  # type: ignore[no-untyped-def]
+        nonlocal passes
+        passes += 1
+        if "unstorable" in changes.events:
+            raise ValueError("the store refuses a value")
+        await save(conn, changes, *args)
+
+    repository.save_changes = refusing  # type: ignore[assignment]
+    try:
+        ids = [f"ok-{i}" for i in range(64)]
+        ids[37] = "unstorable"
+        events = [
+            claim(i, occurred_at="2026-02-02T09:00:00Z", service_date="2026-01-05", provider=PROVIDER) for i in ids
+        ]
+        raws = [RawEvent(json.dumps(e).encode(), b"k", f"t/0/{n}") for n, e in enumerate(events)]
+        report = await processor.apply(raws)
+    finally:
+        repository.save_changes = save  # type: ignore[assignment]
+    async with processor.database.connect() as conn:
+        dead = (await conn.execute(select(t.outbox.c.value, t.outbox.c.reason).where(t.outbox.c.stream == "dlq"))).all()
+    await processor.database.dispose()
+    assert [(json.loads(v)["event_id"], r) for v, r in dead] == [
+        ("unstorable", "store error: ValueError while storing this event")
+    ]
+    assert sum(v for k, v in report.events.items() if k.endswith(":applied")) == 63
+    assert passes <= 2 * 6 + 2  # halves down to one event: about 2 log2(64), not 64
