@@ -75,3 +75,20 @@ async def _publish_tombstone(stack: Stack, key: bytes) -> None:
         await producer.send_and_wait(stack.topic("claims"), None, key=key)
     finally:
         await producer.stop()
+
+
+async def test_serve_declares_the_dlq_with_its_own_retention(stack: Stack) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    stack.extra_env = {"DOCLOOP_DLQ_RETENTION_HOURS": "48"}
+    stack.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, stack.topic("dlq"))])
+    finally:
+        await admin.close()
+    entries = {entry[0]: entry[1] for entry in described[0].resources[0][4]}
+    assert entries["retention.ms"] == str(48 * 3_600_000)
+    assert stack.stop(stack.processes[0]) == 0
