@@ -37,7 +37,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             leftover.unlink()
         settings = settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{(out / 'docloop.db').resolve()}"})
     upgrade(settings.database_url)
-    result = asyncio.run(replay([Path(p) for p in args.events], out, settings))
+    result = asyncio.run(replay([Path(p) for p in args.events], out, settings, args.partitions))
     events = result.report.events
     print(f"replayed {result.lines} lines from {len(args.events)} file(s) into {out}/")
     print(
@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("events", nargs="+", help="files with one JSON event per line, in delivery order")
     replay.add_argument("--out", required=True, help="folder for notifications/escalations/dlq .jsonl")
     replay.add_argument("--database-url", help="store to use (default: a fresh SQLite file in --out)")
+    replay.add_argument(
+        "--partitions",
+        type=int,
+        help="partitions of the inbound topics to replay as (default DOCLOOP_TOPIC_PARTITIONS): each provider's "
+        "events go to the task Kafka's default partitioner gives its NPI, each task with its own clock",
+    )
     replay.set_defaults(func=cmd_replay)
 
     report = commands.add_parser("report", help="patterns and escalations in the store")

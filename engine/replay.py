@@ -11,9 +11,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.database import connect
+from engine.partitioning import input_of, provider_of, task_of_npi
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
 from engine.store import tables as t
+from engine.tasks import TaskInputs, merged, with_time
+from schemas import FeedbackAcknowledged, InvalidEvent, decode_event
 
 
 @dataclass(frozen=True)
@@ -34,29 +37,78 @@ def read_events(paths: list[Path]) -> Iterator[RawEvent]:
                     yield RawEvent(value=value, key=None, origin=f"{path.name}:{number}")
 
 
-async def replay(paths: list[Path], out: Path, settings: Settings) -> ReplayResult:
-    """Apply the files' events in order, in batches, then write what the outbox gained to `out`."""
+async def replay(paths: list[Path], out: Path, settings: Settings, partitions: int | None = None) -> ReplayResult:
+    """Apply the files' events as `serve` would on `partitions` partitions (default DOCLOOP_TOPIC_PARTITIONS):
+    each event goes to the task of its provider (Kafka's default partitioner on the NPI), each task applies
+    its inputs merged in event-time order with its own clock, and the department stage runs once every task
+    is done. Then write what the outbox gained to `out`."""
     out.mkdir(parents=True, exist_ok=True)
+    count = partitions or settings.topic_partitions
+    settings = settings.model_copy(update={"topic_partitions": count})
     database = connect(settings.database_url)
     processor = Processor(settings, database)
+    topics = inbound_topic_names(settings)
     report = BatchReport()
     lines = 0
     try:
         async with database.connect() as conn:
             first_new = ((await conn.scalar(select(func.max(t.outbox.c.seq)))) or 0) + 1
-        batch: list[RawEvent] = []
+        inputs: dict[int, TaskInputs] = {}
+        wall = processor.wall_clock()
         for raw in read_events(paths):
             lines += 1
-            batch.append(raw)
-            if len(batch) >= settings.batch_max_records:
-                report.add(await processor.apply(batch))
-                batch = []
-        if batch:
-            report.add(await processor.apply(batch))
+            decoded = processor.decoded(raw, wall)
+            task, topic = 0, topics["claims"]  # invalid: no key to go by; it only reaches the DLQ, from any task
+            if not isinstance(decoded, InvalidEvent):
+                npi = provider_of(decoded)
+                topic = topics[input_of(decoded)]
+                task = task_of_npi(npi, count) if npi is not None else UNRESOLVED
+            inputs.setdefault(task, TaskInputs(list(dict.fromkeys(topics.values())))).add(
+                topic, with_time(raw, decoded, keep=False)
+            )
+        pending: dict[int, list[RawEvent]] = {}
+
+        async def flush(task: int) -> None:
+            if pending.get(task):
+                report.add(await processor.apply(pending.pop(task), task))
+
+        for task, raw in merged(inputs):
+            if task == UNRESOLVED:
+                # An acknowledgement naming only a notification: its task is that notification's provider's,
+                # known once everything before it is applied.
+                for waiting in sorted(pending):
+                    await flush(waiting)
+                task = await _task_of_notification(database, raw, count)
+            pending.setdefault(task, []).append(raw)
+            if len(pending[task]) >= settings.batch_max_records:
+                await flush(task)
+        for task in sorted(pending):
+            await flush(task)
+        while (stage := await processor.run_department_stage(everything=True)).facts:
+            report.add(stage)
         counts = await _write_outputs(database, out, first_new)
     finally:
         await database.dispose()
     return ReplayResult(lines, report, counts["notifications"], counts["escalations"], counts["dlq"])
+
+
+UNRESOLVED = -1
+
+
+def inbound_topic_names(settings: Settings) -> dict[str, str]:
+    return {"claims": settings.topic_claims_denied, "notes": settings.topic_notes_signed, "acks": settings.topic_acks}
+
+
+async def _task_of_notification(database: AsyncEngine, raw: RawEvent, partitions: int) -> int:
+    event = decode_event(raw.value or b"")
+    assert isinstance(event, FeedbackAcknowledged) and event.notification_id is not None
+    async with database.connect() as conn:
+        npi = await conn.scalar(
+            select(t.patterns.c.provider_npi)
+            .join(t.notifications, t.notifications.c.pattern_id == t.patterns.c.pattern_id)
+            .where(t.notifications.c.notification_id == event.notification_id)
+        )
+    return task_of_npi(npi, partitions) if npi else 0
 
 
 async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> dict[str, int]:
@@ -68,15 +120,21 @@ async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> di
         async with database.begin() as conn:
             query = select(t.outbox).where(t.outbox.c.seq >= first_new).order_by(t.outbox.c.seq)
             last_seq = first_new - 1
-            for row in await conn.execute(query):
+            published_at = None
+            # Messages in event-time order (tasks and the department stage write the outbox in their own
+            # turns); rejected input in the order it was read.
+            rows = list(await conn.execute(query))
+            messages = sorted((r for r in rows if r.stream != "dlq"), key=lambda r: (r.created_at, r.seq))
+            for row in [*messages, *(r for r in rows if r.stream == "dlq")]:
                 if row.stream == "dlq":
-                    line = json.dumps({"reason": row.reason, "raw": row.value.decode("utf-8", "replace")})
+                    raw = None if row.value is None else row.value.decode("utf-8", "replace")
+                    line = json.dumps({"reason": row.reason, "raw": raw})
                 else:
                     line = row.value.decode("utf-8")
                 files[row.stream].write(line + "\n")
                 counts[row.stream] += 1
-                last_seq = row.seq
-                published_at = row.created_at
+                last_seq = max(last_seq, row.seq)
+                published_at = row.created_at if published_at is None else max(published_at, row.created_at)
             if last_seq >= first_new:
                 # Written to files is delivered: a later `serve` on this store must not publish them again.
                 await conn.execute(

@@ -50,7 +50,8 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
     """The report as plain data (JSON-ready); text and HTML renderings read only this."""
     reported = t.patterns.c.status != "pending"
     async with database.connect() as conn:
-        clock_row = (await conn.execute(select(t.engine_state.c.clock))).first()
+        # The latest event time any task has seen (each task has its own clock).
+        clock_row = (await conn.execute(select(func.max(t.tasks.c.clock).label("clock")))).first()
         pattern_rows = (
             await conn.execute(
                 select(t.patterns)

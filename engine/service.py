@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.domain import ids
 from engine.domain.codebook import CodeBook
+from engine.domain.departments import DepartmentStage
 from engine.domain.rules import Engine, Message, as_utc
 from engine.faults import crash_point
 from engine.settings import Settings
@@ -45,11 +46,20 @@ ANALYZE_FIRST = 2000
 
 @dataclass(frozen=True)
 class RawEvent:
-    """Bytes as they arrived (None for a tombstone), with where they came from (used to derive the DLQ id)."""
+    """Bytes as they arrived (None for a tombstone), with where they came from (used to derive the DLQ id).
+
+    Records from Kafka also carry their topic, partition and offset: a task's transaction stores how far each
+    input partition is applied, and skips what is below it. `decoded` caches the decoding done on arrival
+    (to merge a task's inputs by event time)."""
 
     value: bytes | None
     key: bytes | None
     origin: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    decoded: InboundEvent | InvalidEvent | None = field(default=None, compare=False)
+    at: datetime | None = None  # its event time (occurred_at, UTC) once decoded; None when invalid
 
 
 class StoreUnavailable(Exception):
@@ -83,6 +93,7 @@ class BatchReport:
     notifications: Counter[str] = field(default_factory=Counter)  # "<kind>:<audience>"
     escalations: Counter[str] = field(default_factory=Counter)  # "<level>:<reason>"
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (pattern_id, why): few, and logged
+    facts: int = 0  # told to the department stage
     # For the batch's log line (ids, never contents); `add` keeps counts only, so totals stay small.
     first_event_id: str | None = None
     last_event_id: str | None = None
@@ -94,6 +105,7 @@ class BatchReport:
         self.notifications.update(other.notifications)
         self.escalations.update(other.escalations)
         self.quarantined.extend(other.quarantined)
+        self.facts += other.facts
 
 
 def reason_kind(reason: str) -> str:
@@ -134,6 +146,7 @@ class Processor:
         configured = settings.phi_hash_key
         self.phi_key: bytes | None = configured.get_secret_value().encode() if configured else None
         self.engine = Engine(settings.thresholds, self.codebook, self._hash_patient)
+        self.departments = DepartmentStage(settings.systemic_providers, self.engine.compose)
         self.applied_since_start = 0
         self.next_analyze_at = ANALYZE_FIRST
 
@@ -160,7 +173,15 @@ class Processor:
             raise InvalidEvent(f"occurred_at in the future: more than {skew} minutes ahead of wall time")
         return event
 
-    async def apply(self, raws: Sequence[RawEvent]) -> BatchReport:
+    def decoded(self, raw: RawEvent, wall: datetime) -> InboundEvent | InvalidEvent:
+        if raw.decoded is not None:
+            return raw.decoded
+        try:
+            return self.decode(raw, wall)
+        except InvalidEvent as error:
+            return error
+
+    async def apply(self, raws: Sequence[RawEvent], task: int = 0, idle: bool = False) -> BatchReport:
         """Apply a batch so that no single event can stop it; raises only StoreUnavailable.
 
         Isolation costs in proportion to the bad events, not to the batch:
@@ -172,7 +193,7 @@ class Processor:
         failed: dict[int, str] = {}
         while True:
             try:
-                return (await self.apply_batch(raws, failed))[0]
+                return (await self.apply_batch(raws, failed, task, idle))[0]
             except EventFailed as error:
                 log.error("event isolated", extra={"reason": error.reason})
                 failed[error.index] = error.reason
@@ -182,11 +203,11 @@ class Processor:
                 if len(raws) == 1:
                     reason = f"store error: {type(error).__name__} while storing this event"
                     log.error("event isolated", extra={"reason": reason, "origin": raws[0].origin})
-                    return (await self.apply_batch(raws, {0: reason}))[0]
+                    return (await self.apply_batch(raws, {0: reason}, task, idle))[0]
                 log.warning("batch failed while storing; splitting it", extra={"error": type(error).__name__})
                 half = len(raws) // 2
-                report = await self.apply(raws[:half])
-                report.add(await self.apply(raws[half:]))
+                report = await self.apply(raws[:half], task, False)
+                report.add(await self.apply(raws[half:], task, idle))
                 return report
 
     async def store_answers(self) -> bool:
@@ -198,35 +219,41 @@ class Processor:
             return False
 
     async def apply_batch(
-        self, raws: Sequence[RawEvent], failed: dict[int, str] | None = None
+        self, raws: Sequence[RawEvent], failed: dict[int, str] | None = None, task: int = 0, idle: bool = False
     ) -> tuple[BatchReport, list[OutboxRow]]:
-        """Apply a batch in one transaction; returns what happened and the outbox rows it queued.
+        """Apply a batch of one task's events, in the order given, in one transaction; returns what happened
+        and the outbox rows it queued.
 
         `failed` names events (by index) to send to the DLQ with the given reason instead of applying them.
+        `idle`: the caller has no more input of this task waiting (the department stage need not wait for it).
         Raises EventFailed when the engine raises on one event (nothing is committed then)."""
         failed = failed or {}
         await self.load_phi_key()
         wall = self.wall_clock()
         report = BatchReport()
-        decoded: list[tuple[RawEvent, InboundEvent | InvalidEvent]] = []
-        for index, raw in enumerate(raws):
-            if index in failed:
-                decoded.append((raw, InvalidEvent(failed[index])))
-                continue
-            try:
-                decoded.append((raw, self.decode(raw, wall)))
-            except InvalidEvent as error:
-                decoded.append((raw, error))
-        events = [item for _, item in decoded if not isinstance(item, InvalidEvent)]
-
         async with self.database.begin() as conn:
-            clock = await repository.lock_clock(conn)
+            clock = await repository.lock_task(conn, task)
+            # Records below an input partition's stored position are applied already (a redelivery after a
+            # crash before the offset commit, or a replica that lost the task while it waited for the lock).
+            located = [(r.topic, r.partition) for r in raws if r.topic is not None and r.partition is not None]
+            applied_up_to = await repository.positions(conn, located) if located else {}
+            moved: dict[tuple[str, int], int] = {}
+            decoded: list[tuple[int, RawEvent, InboundEvent | InvalidEvent]] = []
+            for index, raw in enumerate(raws):
+                if raw.topic is not None and raw.partition is not None and raw.offset is not None:
+                    where = (raw.topic, raw.partition)
+                    if raw.offset < applied_up_to.get(where, 0):
+                        continue
+                    moved[where] = max(moved.get(where, 0), raw.offset + 1)
+                item = InvalidEvent(failed[index]) if index in failed else self.decoded(raw, wall)
+                decoded.append((index, raw, item))
+            events = [item for _, _, item in decoded if not isinstance(item, InvalidEvent)]
             latest = max((as_utc(e.occurred_at) for e in events), default=clock.clock)
             until = max(filter(None, [latest, clock.clock]), default=wall)
-            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall)
+            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall, task)
             state = await loader.load(events, until, clock.clock)
             rows: list[OutboxRow] = []
-            for index, (raw, item) in enumerate(decoded):
+            for index, raw, item in decoded:
                 if isinstance(item, InvalidEvent):
                     report.rejected[reason_kind(item.reason)] += 1
                     rows.append(
@@ -245,9 +272,12 @@ class Processor:
                     rows.append(outbox_row(message))
             report.quarantined.extend(state.quarantined)
             changes = state.take_changes()
-            await repository.save_changes(conn, changes, wall, not loader.events_recorded)
+            report.facts += len(changes.facts)
+            await repository.save_changes(conn, changes, wall, not loader.events_recorded, task)
             await repository.append_outbox(conn, rows)
-            await repository.save_clock(conn, state.clock, wall if events else clock.last_event_wall_at)
+            last_event_wall_at = wall if events else clock.last_event_wall_at
+            await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None)
+            await repository.save_positions(conn, moved)
             crash_point("before_commit")
         _log_quarantined(report)
         self.applied_since_start += len(events)
@@ -259,31 +289,48 @@ class Processor:
                 log.warning("statistics refresh failed", extra={"error": type(error).__name__})
         return report, rows
 
-    async def advance_idle_clock(self) -> tuple[BatchReport, list[OutboxRow]]:
-        """In a quiet hospital, let the clock follow wall time (minus the idle allowance) so timers still fire."""
+    async def advance_idle_clock(self, task: int = 0) -> tuple[BatchReport, list[OutboxRow]]:
+        """In a quiet hospital, let a task's clock follow wall time (minus the idle allowance) so its timers
+        still fire."""
         wall = self.wall_clock()
         idle = timedelta(minutes=self.settings.idle_advance_minutes)
         report = BatchReport()
         rows: list[OutboxRow] = []
         async with self.database.begin() as conn:
-            clock = await repository.lock_clock(conn)
+            clock = await repository.lock_task(conn, task)
             if clock.last_event_wall_at is None or wall - clock.last_event_wall_at < idle:
                 return report, rows  # events are flowing (or none ever came): event time rules
             target = wall - idle
             if clock.clock is not None and target <= clock.clock:
                 return report, rows
-            state = await repository.BatchLoader(conn, self.codebook, self.settings.window_days).load(
-                [], target, clock.clock
-            )
+            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall, task)
+            state = await loader.load([], target, clock.clock)
             for message in self.engine.advance(target, state):
                 _count(report, message)
                 rows.append(outbox_row(message))
             report.quarantined.extend(state.quarantined)
-            await repository.save_changes(conn, state.take_changes(), wall)
+            changes = state.take_changes()
+            report.facts += len(changes.facts)
+            await repository.save_changes(conn, changes, wall, True, task)
             await repository.append_outbox(conn, rows)
-            await repository.save_clock(conn, state.clock, clock.last_event_wall_at)
+            await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, wall)
         _log_quarantined(report)
         return report, rows
+
+    async def run_department_stage(self, everything: bool = False) -> BatchReport:
+        """Apply the department facts every task's clock has passed (all of them with `everything`, as replay
+        does at the end of its input), in event-time order."""
+        report = BatchReport()
+        idle_after = timedelta(milliseconds=self.settings.task_idle_ms)
+        async with self.database.begin() as conn:
+            escalations, report.facts = await repository.run_department_stage(
+                conn, self.departments, self.settings.topic_partitions, idle_after, self.wall_clock(), everything
+            )
+            rows = [outbox_row(e) for e in escalations]
+            await repository.append_outbox(conn, rows)
+        for escalation in escalations:
+            _count(report, escalation)
+        return report
 
 
 def _log_quarantined(report: BatchReport) -> None:

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(200, ge=1, description="longest wait to fill a batch")
     max_event_bytes: int = Field(1_000_000, ge=1024, description="larger events go to the DLQ")
     max_clock_skew_minutes: int = Field(60, ge=0, description="events further ahead of wall time go to the DLQ")
+    task_idle_ms: int = Field(
+        2000,
+        ge=0,
+        description="how long a task waits for an input partition that ran dry before it goes on without it "
+        "(and how long the department stage waits for a task with no input): serve equals replay when no input "
+        "lags the others by more than this",
+    )
     idle_advance_minutes: int = Field(60, ge=1, description="quiet time after which the clock follows wall time")
     relay_batch_size: int = Field(500, ge=1, description="outbox rows published per relay pass")
     relay_idle_ms: int = Field(100, ge=1, description="relay poll interval when the outbox is empty")

@@ -113,3 +113,24 @@ class Note:
     patient_hash: str | None = None
     pre_bill_alerted: bool = False
     compliant_for: list[str] = field(default_factory=list)  # pattern ids this note counted for
+
+
+@dataclass(frozen=True)
+class DepartmentFact:
+    """A pattern opened or closed, told to the department stage (cross-provider rules such as systemic).
+
+    Provider tasks write these in the same transaction as the change; the stage applies them in event-time
+    order once every task's clock has passed them, so its result does not depend on which task came first.
+    `snapshot` carries what the stage's messages say about the pattern as of this fact."""
+
+    department: str
+    root_cause: RootCause
+    pattern_id: str
+    provider_npi: str
+    opened: bool
+    at: datetime
+    snapshot: dict[str, str | int | None]
+
+    @property
+    def order(self) -> tuple[datetime, str, bool]:
+        return (self.at, self.pattern_id, self.opened)

@@ -15,7 +15,7 @@ from engine.domain import ids
 from engine.domain.checks import NoteFacts, has_check, passes_check
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
-from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import State
 from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
 from schemas.outbound import Audience, EscalationReason, NotificationKind
@@ -228,7 +228,7 @@ class Engine:
         state.save_pattern(pattern)  # counted among the open patterns from now on (systemic check below)
         self._notify("pattern_opened", pattern, state, now, out)
         self._check_pattern_escalations(pattern, state, now, out)
-        self._check_systemic(pattern, state, now, out)
+        state.record_fact(department_fact(pattern, opened=True, at=now))
 
     # ---- notes --------------------------------------------------------------------------------------
 
@@ -344,6 +344,7 @@ class Engine:
         p.status = PatternStatus.RESOLVED
         p.resolved_at = now
         state.save_pattern(p)
+        state.record_fact(department_fact(p, opened=False, at=now))
         self._notify("pattern_resolved", p, state, now, out)
 
     # ---- messages -----------------------------------------------------------------------------------
@@ -385,14 +386,15 @@ class Engine:
         state.record_escalation(escalation)
         out.append(escalation)
 
-    def _check_systemic(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
-        open_here = state.open_patterns_in(p.department, p.root_cause)
-        if len({q.provider_npi for q in open_here}) < self.t.systemic_providers:
-            return
-        escalation = self.compose.escalation(2, "systemic", open_here, p.department, p.root_cause, now)
-        if not state.has_escalation(escalation.escalation_id):
-            state.record_escalation(escalation)
-            out.append(escalation)
+
+def department_fact(p: Pattern, opened: bool, at: datetime) -> DepartmentFact:
+    snapshot: dict[str, str | int | None] = {
+        "case_count": p.case_count,
+        "post_feedback_cases": p.post_feedback_cases,
+        "amount_at_risk": str(p.amount_at_risk),
+        "opened_at": p.opened_at.isoformat() if p.opened_at else None,
+    }
+    return DepartmentFact(p.department, p.root_cause, p.pattern_id, p.provider_npi, opened, at, snapshot)
 
 
 def _bounded(total: Decimal) -> Decimal:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from engine.domain.model import Case, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import Case, DepartmentFact, Note, Pattern, PatternKey, PatternStatus
 from schemas import EscalationRaised, RootCause
 
 
@@ -26,6 +26,7 @@ class Changes:
     notes: dict[str, Note] = field(default_factory=dict)
     notifications: dict[str, str] = field(default_factory=dict)  # notification_id -> pattern_id
     escalations: list[EscalationRaised] = field(default_factory=list)
+    facts: list[DepartmentFact] = field(default_factory=list)  # for the department stage
 
 
 class State:
@@ -152,6 +153,9 @@ class State:
     def record_notification(self, notification_id: str, pattern_id: str) -> None:
         self._notifications[notification_id] = pattern_id
         self.changes.notifications[notification_id] = pattern_id
+
+    def record_fact(self, fact: DepartmentFact) -> None:
+        self.changes.facts.append(fact)
 
     def record_escalation(self, escalation: EscalationRaised) -> None:
         self._escalations.add(escalation.escalation_id)

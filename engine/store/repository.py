@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, select, text, tuple_, update
+from sqlalchemy import Row, Table, and_, delete, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
 from engine.domain.checks import has_check
 from engine.domain.codebook import CodeBook
-from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.departments import DepartmentStage, DepartmentState, systemic_id
+from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
 from engine.store import tables as t
-from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
+from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
 
 # A note matters only to open patterns whose root cause has a documentation check (pre-bill alerts,
 # compliant notes); the others (billing-only causes, mostly) need not be loaded for it.
@@ -134,8 +135,9 @@ def _case(row: Row[Any]) -> Case:
     )
 
 
-def _case_row(case: Case) -> dict[str, Any]:
+def _case_row(case: Case, task: int) -> dict[str, Any]:
     return {
+        "task": task,
         "case_id": case.case_id,
         "claim_id": case.claim_id,
         "line_number": case.line_number,
@@ -189,8 +191,9 @@ def _pattern(row: Row[Any]) -> Pattern:
     )
 
 
-def _pattern_row(p: Pattern) -> dict[str, Any]:
+def _pattern_row(p: Pattern, task: int) -> dict[str, Any]:
     return {
+        "task": task,
         "pattern_id": p.pattern_id,
         "provider_npi": p.provider_npi,
         "root_cause": p.root_cause.value,
@@ -233,8 +236,9 @@ def _note(row: Row[Any]) -> Note:
     )
 
 
-def _note_row(n: Note) -> dict[str, Any]:
+def _note_row(n: Note, task: int) -> dict[str, Any]:
     return {
+        "task": task,
         "note_id": n.note_id,
         "encounter_id": n.encounter_id,
         "provider_npi": n.provider_npi,
@@ -268,6 +272,57 @@ async def lock_clock(conn: AsyncConnection) -> EngineClock:
     return EngineClock(row.clock, row.last_event_wall_at)
 
 
+async def lock_task(conn: AsyncConnection, task: int) -> EngineClock:
+    """Read a task's event-time clock, holding its row lock until commit: the task's batches apply in turn
+    (a replica that lost the task mid-batch waits here, then finds the positions moved on)."""
+    query = select(t.tasks).where(t.tasks.c.task == task)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
+        row = (await conn.execute(query)).first()
+        assert row is not None
+    return EngineClock(row.clock, row.last_event_wall_at)
+
+
+async def save_task(
+    conn: AsyncConnection,
+    task: int,
+    clock: datetime | None,
+    last_event_wall_at: datetime | None,
+    idle_since: datetime | None,
+) -> None:
+    await conn.execute(
+        update(t.tasks)
+        .where(t.tasks.c.task == task)
+        .values(clock=clock, last_event_wall_at=last_event_wall_at, idle_since=idle_since)
+    )
+
+
+async def positions(conn: AsyncConnection, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The next offset to apply of each input partition (absent: nothing applied from it yet)."""
+    found: dict[tuple[str, int], int] = {}
+    for chunk in _chunks(sorted(set(partitions))):
+        query = select(t.task_positions).where(
+            tuple_(t.task_positions.c.topic, t.task_positions.c.partition).in_(chunk)
+        )
+        for row in await conn.execute(query):
+            found[(row.topic, row.partition)] = row.next_offset
+    return found
+
+
+async def save_positions(conn: AsyncConnection, moved: dict[tuple[str, int], int]) -> None:
+    await _upsert(
+        conn,
+        t.task_positions,
+        [
+            {"topic": topic, "partition": partition, "next_offset": offset}
+            for (topic, partition), offset in moved.items()
+        ],
+    )
+
+
 async def save_clock(conn: AsyncConnection, clock: datetime | None, last_event_wall_at: datetime | None) -> None:
     await conn.execute(
         update(t.engine_state)
@@ -283,9 +338,15 @@ class BatchLoader:
     """Collects what a batch's events name, then loads it in a handful of bulk queries."""
 
     def __init__(
-        self, conn: AsyncConnection, codebook: CodeBook, window_days: int, applied_at: datetime | None = None
+        self,
+        conn: AsyncConnection,
+        codebook: CodeBook,
+        window_days: int,
+        applied_at: datetime | None = None,
+        task: int = 0,
     ) -> None:
         self.conn = conn
+        self.task = task  # only this task's rows: another task's state belongs to its own clock
         self.applied_at = applied_at  # wall time: the dedup window is pruned by it
         self.codebook = codebook
         self.window = timedelta(days=window_days)
@@ -348,7 +409,16 @@ class BatchLoader:
                 named_patterns.add(row.pattern_id)
 
         await self._load_cases(state, t.cases.c.case_id, sorted(case_ids))
-        patterns = await self._load_patterns(state, t.patterns.c.pattern_id, sorted(named_patterns))
+        patterns = (
+            await self._load_patterns(
+                state,
+                None,
+                [],
+                and_(t.patterns.c.pattern_id.in_(sorted(named_patterns)), t.patterns.c.task == self.task),
+            )
+            if named_patterns
+            else []
+        )
         keys.update(p.key for p in patterns)
         await self._load_patterns_by_key(state, sorted(keys))
         # Patterns of cases denied again may be earlier episodes.
@@ -371,37 +441,17 @@ class BatchLoader:
                     if state.case(row.case_id) is None:
                         state.load_case(_case(row))
 
-        # Systemic escalations count the open patterns of a department and root cause. Each is raised at most
-        # once, so only pairs without one need their open patterns (a busy store's pairs mostly have one).
-        if departments:
-            pairs = sorted(departments)
-            systemic = {ids.escalation_id(f"systemic|{d}|{rc}", 2, "systemic"): (d, rc) for d, rc in pairs}
-            for chunk in _chunks(sorted(systemic)):
-                rows = await self.conn.execute(
-                    select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
-                )
-                for (escalation_id,) in rows:
-                    state.load_escalation(escalation_id)
-            open_pairs = [pair for escalation_id, pair in systemic.items() if not state.has_escalation(escalation_id)]
-            for chunk in _chunks(sorted(open_pairs)):
-                await self._load_patterns(
-                    state,
-                    None,
-                    [],
-                    and_(
-                        tuple_(t.patterns.c.department, t.patterns.c.root_cause).in_(chunk),
-                        t.patterns.c.status == PatternStatus.OPEN.value,
-                    ),
-                )
-
         # Notes: the encounter's notes (the note itself among them, when signed again) and cases, and the
         # author's open patterns.
         encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
         authors = sorted({n.author.npi for n in notes})
         for chunk in _chunks(encounters):
-            for row in await self.conn.execute(select(t.notes).where(t.notes.c.encounter_id.in_(chunk))):
+            query = select(t.notes).where(t.notes.c.encounter_id.in_(chunk), t.notes.c.task == self.task)
+            for row in await self.conn.execute(query):
                 state.load_note(_note(row))
-        await self._load_cases(state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}))
+        await self._load_cases(
+            state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}), t.cases.c.task == self.task
+        )
         for chunk in _chunks(authors):
             await self._load_patterns(
                 state,
@@ -414,16 +464,18 @@ class BatchLoader:
                 ),
             )
 
-        # Timers that fall due before the batch's last event.
-        await self._load_patterns(state, None, [], t.patterns.c.next_due_at <= until)
+        # Timers of this task that fall due before the batch's last event.
+        await self._load_patterns(
+            state, None, [], and_(t.patterns.c.task == self.task, t.patterns.c.next_due_at <= until)
+        )
         # Resolutions and acknowledgements need each key's latest episode, not just the one found.
         missing = sorted({p.key for p in state.loaded_patterns()} - keys)
         await self._load_patterns_by_key(state, missing)
         return state
 
-    async def _load_cases(self, state: State, column: Any, values: Sequence[Any]) -> None:
+    async def _load_cases(self, state: State, column: Any, values: Sequence[Any], condition: Any = True) -> None:
         for chunk in _chunks(values):
-            for row in await self.conn.execute(select(t.cases).where(column.in_(chunk))):
+            for row in await self.conn.execute(select(t.cases).where(column.in_(chunk), condition)):
                 if state.case(row.case_id) is None:
                     state.load_case(_case(row))
 
@@ -452,7 +504,7 @@ class BatchLoader:
 
 
 async def save_changes(
-    conn: AsyncConnection, changes: Changes, applied_at: datetime, record_events: bool = True
+    conn: AsyncConnection, changes: Changes, applied_at: datetime, record_events: bool = True, task: int = 0
 ) -> None:
     if record_events:
         await _insert_new(
@@ -460,30 +512,46 @@ async def save_changes(
             t.processed_events,
             [{"event_id": i, "event_type": kind, "applied_at": applied_at} for i, kind in changes.events.items()],
         )
-    await _upsert(conn, t.patterns, [_pattern_row(p) for p in changes.patterns.values()])
-    await _upsert(conn, t.cases, [_case_row(c) for c in changes.cases.values()])
-    await _upsert(conn, t.notes, [_note_row(n) for n in changes.notes.values()])
+    await _upsert(conn, t.patterns, [_pattern_row(p, task) for p in changes.patterns.values()])
+    await _upsert(conn, t.cases, [_case_row(c, task) for c in changes.cases.values()])
+    await _upsert(conn, t.notes, [_note_row(n, task) for n in changes.notes.values()])
+    await _insert_new(conn, t.department_facts, [_fact_row(f) for f in changes.facts])
     await _insert_new(
         conn,
         t.notifications,
         [{"notification_id": n, "pattern_id": p} for n, p in changes.notifications.items()],
     )
-    await _insert_new(
-        conn,
-        t.escalations,
-        [
-            {
-                "escalation_id": e.escalation_id,
-                "level": e.level,
-                "reason": e.reason,
-                "pattern_id": e.pattern_id,
-                "department": e.department,
-                "root_cause": e.root_cause.value,
-                "created_at": e.created_at,
-                "summary": e.summary[:1000],
-            }
-            for e in changes.escalations
-        ],
+    await _insert_new(conn, t.escalations, [_escalation_row(e) for e in changes.escalations])
+
+
+def _escalation_row(e: EscalationRaised) -> dict[str, Any]:
+    return {
+        "escalation_id": e.escalation_id,
+        "level": e.level,
+        "reason": e.reason,
+        "pattern_id": e.pattern_id,
+        "department": e.department,
+        "root_cause": e.root_cause.value,
+        "created_at": e.created_at,
+        "summary": e.summary[:1000],
+    }
+
+
+def _fact_row(f: DepartmentFact) -> dict[str, Any]:
+    return {
+        "department": f.department,
+        "root_cause": f.root_cause.value,
+        "pattern_id": f.pattern_id,
+        "provider_npi": f.provider_npi,
+        "opened": f.opened,
+        "at": f.at,
+        "snapshot": f.snapshot,
+    }
+
+
+def _fact(row: Row[Any]) -> DepartmentFact:
+    return DepartmentFact(
+        row.department, RootCause(row.root_cause), row.pattern_id, row.provider_npi, row.opened, row.at, row.snapshot
     )
 
 
@@ -509,6 +577,105 @@ async def refresh_statistics(database: AsyncEngine) -> list[str]:
         if stale:
             await conn.execute(text("ANALYZE " + ", ".join(stale)))
     return stale
+
+
+# ---- the department stage ----------------------------------------------------------------------------
+
+
+async def mark_waiting(conn: AsyncConnection, task: int) -> None:
+    """A task has input waiting that it has not applied yet: the department stage must wait for it."""
+    await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
+    await conn.execute(update(t.tasks).where(t.tasks.c.task == task).values(idle_since=None))
+
+
+async def watermark(
+    conn: AsyncConnection, partitions: int, idle_after: timedelta, wall: datetime
+) -> tuple[bool, datetime | None]:
+    """(may run, up to): the smallest clock of the tasks that are not idle. A task is idle when it has had no
+    input waiting for `idle_after` (a quiet partition must not hold back the others); a task never seen has
+    had none. (False, None) while some task has input waiting but no clock yet; (True, None): all are idle."""
+    rows = {row.task: row for row in await conn.execute(select(t.tasks).where(t.tasks.c.task < partitions))}
+    limit: datetime | None = None
+    for task in range(partitions):
+        row = rows.get(task)
+        if row is None or (row.idle_since is not None and wall - row.idle_since >= idle_after):
+            continue
+        if row.clock is None:
+            return False, None
+        limit = row.clock if limit is None else min(limit, row.clock)
+    return True, limit
+
+
+async def run_department_stage(
+    conn: AsyncConnection,
+    stage: DepartmentStage,
+    partitions: int,
+    idle_after: timedelta,
+    wall: datetime,
+    everything: bool = False,
+) -> tuple[list[EscalationRaised], int]:
+    """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
+    at clock T may still record a fact at T). One pass at a time (the stage's row lock)."""
+    stage_clock = await lock_clock(conn)
+    query = select(t.department_facts).order_by(
+        t.department_facts.c.at, t.department_facts.c.pattern_id, t.department_facts.c.opened, t.department_facts.c.seq
+    )
+    if not everything:
+        may_run, limit = await watermark(conn, partitions, idle_after, wall)
+        if not may_run:
+            return [], 0
+        if limit is not None:
+            query = query.where(t.department_facts.c.at < limit)
+    rows = (await conn.execute(query.limit(5000))).all()
+    if not rows:
+        return [], 0
+    facts = [_fact(row) for row in rows]
+    pairs = sorted({(f.department, f.root_cause.value) for f in facts})
+    state = DepartmentState()
+    for chunk in _chunks(pairs):
+        pair_columns = tuple_(t.department_open.c.department, t.department_open.c.root_cause)
+        for row in await conn.execute(select(t.department_open).where(pair_columns.in_(chunk))):
+            fact = DepartmentFact(
+                row.department, RootCause(row.root_cause), row.pattern_id, row.provider_npi, True, row.at, row.snapshot
+            )
+            state.open.setdefault((row.department, fact.root_cause), {})[row.pattern_id] = fact
+    systemic = {systemic_id(d, RootCause(rc)): (d, RootCause(rc)) for d, rc in pairs}
+    for chunk in _chunks(sorted(systemic)):
+        found = await conn.execute(
+            select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
+        )
+        state.escalated.update(systemic[escalation_id] for (escalation_id,) in found)
+
+    escalations = [message for fact in facts for message in stage.apply(fact, state)]
+
+    for department, root_cause in sorted(state.changed):
+        await conn.execute(
+            delete(t.department_open).where(
+                t.department_open.c.department == department, t.department_open.c.root_cause == root_cause.value
+            )
+        )
+        await _insert_new(
+            conn,
+            t.department_open,
+            [
+                {
+                    "department": f.department,
+                    "root_cause": f.root_cause.value,
+                    "pattern_id": f.pattern_id,
+                    "provider_npi": f.provider_npi,
+                    "at": f.at,
+                    "snapshot": f.snapshot,
+                }
+                for f in state.open.get((department, root_cause), {}).values()
+            ],
+        )
+    await _insert_new(conn, t.escalations, [_escalation_row(e) for e in escalations])
+    for chunk in _chunks([row.seq for row in rows]):
+        await conn.execute(delete(t.department_facts).where(t.department_facts.c.seq.in_(chunk)))
+    latest = max(f.at for f in facts)
+    if stage_clock.clock is None or latest > stage_clock.clock:
+        await save_clock(conn, latest, stage_clock.last_event_wall_at)
+    return escalations, len(rows)
 
 
 async def phi_key(database: AsyncEngine) -> str:

@@ -67,12 +67,64 @@ class Cents(TypeDecorator[Decimal]):
 # SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
 Sequence64 = BigInteger().with_variant(Integer(), "sqlite")
 
+# The department stage's row: its clock (the watermark it has applied facts up to) and the partition count the
+# store's task numbers were computed for.
 engine_state = Table(
     "engine_state",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("clock", UTCDateTime, nullable=True),
     Column("last_event_wall_at", UTCDateTime, nullable=True),
+    Column("partitions", Integer, nullable=True),
+)
+
+# One row per task (one partition number across the co-partitioned inbound topics): its own event-time clock.
+# Every batch of a task locks its row; batches of different tasks never wait for each other.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task", Integer, primary_key=True, autoincrement=False),
+    Column("clock", UTCDateTime, nullable=True),
+    Column("last_event_wall_at", UTCDateTime, nullable=True),
+    # Wall time since which the task has had no input waiting (the department stage does not wait for it
+    # once that is longer than DOCLOOP_TASK_IDLE_MS); null while it has input waiting.
+    Column("idle_since", UTCDateTime, nullable=True),
+)
+
+# Where each input partition's applied prefix ends, committed with the state it produced: a task that moves
+# to another replica resumes exactly here, and a record below it is never applied twice.
+task_positions = Table(
+    "task_positions",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+# Facts from the tasks to the department stage (pattern opened / closed), deleted once the stage applied them.
+department_facts = Table(
+    "department_facts",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("department", String(128), nullable=False),
+    Column("root_cause", String(40), nullable=False),
+    Column("pattern_id", String(36), nullable=False),
+    Column("provider_npi", String(10), nullable=False),
+    Column("opened", Boolean, nullable=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("snapshot", JSON, nullable=False),
+)
+
+# The department stage's state: the open patterns of each (department, root cause), as their facts told.
+department_open = Table(
+    "department_open",
+    metadata,
+    Column("department", String(128), primary_key=True),
+    Column("root_cause", String(40), primary_key=True),
+    Column("pattern_id", String(36), primary_key=True),
+    Column("provider_npi", String(10), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("snapshot", JSON, nullable=False),
 )
 
 processed_events = Table(
@@ -106,6 +158,7 @@ cases = Table(
     Column("denial_count", Integer, nullable=False),
     Column("note_id", String(128), nullable=True),
     Column("patient_hash", String(64), nullable=True),
+    Column("task", Integer, nullable=False, server_default="0"),
     # No unique (claim_id, line_number, root_cause): case_id is derived from exactly those (engine/domain/ids.py),
     # so the primary key already enforces it, and every index is paid for on each insert.
     Index("ix_cases_pattern_service_date", "pattern_id", "service_date"),
@@ -134,12 +187,14 @@ patterns = Table(
     Column("reminded", Boolean, nullable=False),
     Column("compliant_notes", Integer, nullable=False),
     Column("resolved_at", UTCDateTime, nullable=True),
-    Column("next_due_at", UTCDateTime, nullable=True, index=True),
+    Column("next_due_at", UTCDateTime, nullable=True),
     Column("escalations", JSON, nullable=False),
     Column("quarantine", String(120), nullable=True),
+    Column("task", Integer, nullable=False, server_default="0"),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
+    Index("ix_patterns_task_next_due_at", "task", "next_due_at"),
 )
 
 notes = Table(
@@ -153,6 +208,7 @@ notes = Table(
     Column("patient_hash", String(64), nullable=True),
     Column("pre_bill_alerted", Boolean, nullable=False),
     Column("compliant_for", JSON, nullable=False),
+    Column("task", Integer, nullable=False, server_default="0"),
 )
 
 notifications = Table(

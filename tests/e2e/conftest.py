@@ -216,7 +216,17 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("replay")
     subprocess.run(
-        [sys.executable, "-m", "engine.cli", "replay", str(ROOT / "engine/examples/scenario.jsonl"), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "replay",
+            str(ROOT / "engine/examples/scenario.jsonl"),
+            "--out",
+            str(out),
+            "--partitions",
+            "1",
+        ],
         check=True,
         cwd=ROOT,
         capture_output=True,

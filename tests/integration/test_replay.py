@@ -19,7 +19,8 @@ SCENARIO = ROOT / "engine" / "examples" / "scenario.jsonl"
 
 def replay(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", "replay", str(SCENARIO), "--out", str(out), *extra],
+        # The scenario is a one-clock story (a small clinic in one task): replayed on one partition.
+        [sys.executable, "-m", "engine.cli", "replay", str(SCENARIO), "--out", str(out), "--partitions", "1", *extra],
         capture_output=True,
         text=True,
         check=True,

@@ -113,7 +113,7 @@ def parse(page: str) -> Page:
 @pytest.fixture(scope="module")
 def scenario_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    cli("replay", str(SCENARIO), "--out", str(out))
+    cli("replay", str(SCENARIO), "--out", str(out), "--partitions", "1")
     return out
 
 

@@ -165,7 +165,9 @@ def scenario_events() -> list[dict[str, object]]:
     add(
         ack(
             "a-p1",
-            occurred_at="2026-02-21T08:00:00Z",
+            # After the feedback as the engine dates it: the third denial arrives behind others dated Feb 24,
+            # so the pattern opens on Feb 24 (an acknowledgement cannot come before the feedback it answers).
+            occurred_at="2026-02-25T08:00:00Z",
             provider=PATEL,
             root_cause="records_missing",
             procedure_code="99213",

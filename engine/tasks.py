@@ -1,0 +1,109 @@
+"""A task's inputs, merged in event-time order: the same order in `serve` (records arriving) and `replay`.
+
+A task is one partition number across the inbound topics (all keyed by provider NPI, so a provider's
+denials, notes and acknowledgements share it). Its events are applied in the order a merge by event time
+gives: repeatedly the head of an input queue with the smallest (occurred_at, input rank). In replay every
+input is complete, so the merge is exact. In serve an input may be empty only for now; taking the smallest
+head then could apply an event before an earlier one that is still on its way. So, like Kafka Streams'
+`max.task.idle.ms`, the task waits for an empty input, but at most DOCLOOP_TASK_IDLE_MS from when it ran
+dry, and not at all when that input has already shown a later time (inputs are assumed to be in event-time
+order per partition, as an EHR or a clearinghouse publishes them: then nothing earlier can follow).
+Invalid records carry no time: at the head of their queue they go first (they only reach the DLQ).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from engine.service import RawEvent
+from schemas import InboundEvent, InvalidEvent
+
+Key = tuple[datetime, int]
+NO_TIME = datetime.min.replace(tzinfo=UTC)
+
+
+def merge_key(raw: RawEvent, rank: int) -> Key:
+    return (raw.at or NO_TIME, rank)
+
+
+def with_time(raw: RawEvent, decoded: InboundEvent | InvalidEvent, keep: bool = True) -> RawEvent:
+    """The record with its event time (and, with `keep`, its decoding, so it is not decoded twice)."""
+    at = None if isinstance(decoded, InvalidEvent) else decoded.occurred_at.astimezone(UTC)
+    return replace(raw, decoded=decoded if keep else None, at=at)
+
+
+class TaskInputs:
+    """The queues of one task, one per inbound topic (in rank order)."""
+
+    def __init__(self, topics: Sequence[str], now: float = 0.0) -> None:
+        self.rank = {topic: position for position, topic in enumerate(topics)}
+        self.queues: dict[str, deque[RawEvent]] = {topic: deque() for topic in topics}
+        self.seen: dict[str, Key | None] = dict.fromkeys(topics)  # the latest key each input has shown
+        self.dry_since: dict[str, float] = dict.fromkeys(topics, now)  # when each empty input ran dry
+
+    def add(self, topic: str, raw: RawEvent) -> None:
+        self.queues[topic].append(raw)
+        key = merge_key(raw, self.rank[topic])
+        if key[0] is not NO_TIME and (self.seen[topic] is None or key > self.seen[topic]):  # type: ignore[operator]
+            self.seen[topic] = key
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def take(self, now: float, idle_seconds: float, exhausted: bool = False) -> list[RawEvent]:
+        """Every record that may be applied now, in merge order (`exhausted`: no input will grow again)."""
+        taken: list[RawEvent] = []
+        while True:
+            heads = [(merge_key(q[0], self.rank[topic]), topic) for topic, q in self.queues.items() if q]
+            if not heads:
+                return taken
+            key, topic = min(heads)
+            if not exhausted and key[0] is not NO_TIME:
+                for other, queue in self.queues.items():
+                    if queue or other == topic:
+                        continue
+                    shown = self.seen[other]
+                    if shown is not None and shown > key:
+                        continue  # that input is already past this time
+                    if now - self.dry_since[other] < idle_seconds:
+                        return taken  # wait for it a little longer
+            queue = self.queues[topic]
+            taken.append(queue.popleft())
+            if not queue:
+                self.dry_since[topic] = now
+
+    def next_wait(self, now: float, idle_seconds: float) -> float | None:
+        """Seconds until a waiting record may go even if its empty inputs stay empty (None: nothing waits)."""
+        if not self.waiting():
+            return None
+        dry = [self.dry_since[topic] for topic, queue in self.queues.items() if not queue]
+        return max(0.0, min(dry) + idle_seconds - now) if dry else 0.0
+
+    def drop(self) -> None:
+        for queue in self.queues.values():
+            queue.clear()
+
+
+def merged(inputs: dict[int, TaskInputs]) -> Iterator[tuple[int, RawEvent]]:
+    """Replay: every task's complete inputs, each task in merge order, tasks interleaved by event time."""
+    streams = {task: iter(queue.take(0.0, 0.0, exhausted=True)) for task, queue in inputs.items()}
+    heads: dict[int, RawEvent] = {}
+    for task, stream in streams.items():
+        first = next(stream, None)
+        if first is not None:
+            heads[task] = first
+    while heads:
+        task = min(heads, key=lambda t: (_time(heads[t]), t))
+        yield task, heads[task]
+        following = next(streams[task], None)
+        if following is None:
+            del heads[task]
+        else:
+            heads[task] = following
+
+
+def _time(raw: RawEvent) -> datetime:
+    return merge_key(raw, 0)[0]
