@@ -14,6 +14,7 @@ from engine.database import connect
 from engine.partitioning import input_of, provider_of, task_of_npi
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
+from engine.store import repository
 from engine.store import tables as t
 from engine.tasks import TaskInputs, merged, with_time
 from schemas import FeedbackAcknowledged, InvalidEvent, decode_event
@@ -51,8 +52,13 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
     report = BatchReport()
     lines = 0
     try:
-        async with database.connect() as conn:
+        async with database.begin() as conn:
             first_new = ((await conn.scalar(select(func.max(t.outbox.c.seq)))) or 0) + 1
+            stored = await repository.claim_partitions(conn, count)
+        if stored != count:
+            raise ValueError(
+                f"the store's tasks were computed for {stored} partitions, not {count}: use --partitions {stored}"
+            )
         inputs: dict[int, TaskInputs] = {}
         wall = processor.wall_clock()
         for raw in read_events(paths):

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.publisher.usecase import DefaultPublisher
@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import schemas
+from engine.consumer import TaskAssignment, TaskRunner
 from engine.database import connect
 from engine.faults import crash_point
 from engine.http import HttpServer, Response
@@ -41,11 +42,16 @@ from engine.relay import Relay
 from engine.retention import prune
 from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable
 from engine.settings import Settings
+from engine.store import repository
 from engine.store.migrate import upgrade
 
 log = logging.getLogger("docloop.serve")
 
 LOGGED_PATTERN_IDS = 20  # per batch log line; the metrics carry the totals
+
+
+class PartitioningError(Exception):
+    """The inbound topics (or the store) are partitioned otherwise than DOCLOOP_TOPIC_PARTITIONS says."""
 
 
 class Stopping(Exception):
@@ -114,7 +120,16 @@ class Service:
         )
         self.publishers = self._declare_publishers()
         self.relay = Relay(settings, self.database, self.publishers, self.metrics)  # type: ignore[arg-type]
+        self.tasks = TaskRunner(
+            settings,
+            self.processor,
+            inbound_topics(settings),
+            self._apply_until_stored,
+            self._applied,
+            lambda: self.subscriber.consumer,
+        )
         self._declare_subscriber()
+        self.stage_wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()
@@ -157,12 +172,18 @@ class Service:
             batch_timeout_ms=s.batch_timeout_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
+            # Partition p of every inbound topic to the same member: a task's inputs stay together.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            listener=TaskAssignment(self.tasks),
             parser=_records_as_is,
             decoder=_bodies_as_bytes,
             title="inbound events",
             description="ClaimDenied (key: rendering provider NPI), NoteSigned (key: author NPI) and "
-            "FeedbackAcknowledged (key: provider NPI or team id), UTF-8 JSON.",
+            "FeedbackAcknowledged (key: the pattern's provider NPI, which every notification carries), UTF-8 "
+            "JSON. All inbound topics must have the same partition count: partition p of each is task p, one "
+            "provider's events meet in one task.",
         )
+        self.subscriber = subscriber
 
         async def on_events(body: list[bytes], message: KafkaMessage) -> None:
             await self.handle_batch(message)
@@ -172,25 +193,26 @@ class Service:
     # ---- consuming ----------------------------------------------------------------------------------
 
     async def handle_batch(self, message: KafkaMessage) -> None:
+        """Hand the records to their tasks; each applies what it may (engine/consumer.py). Returns only when
+        what could be applied is durably stored, so a store outage pauses consumption."""
         records = message.raw_message
         assert isinstance(records, tuple)
-        raws = [RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}") for r in records]
-        started = time.perf_counter()
         try:
-            report = await self._apply_until_stored(raws)
+            await self.tasks.add(records)
         except Stopping:
-            log.info("shutdown: batch left unacknowledged for redelivery", extra={"records": len(raws)})
-            return
+            log.info("shutdown: records left unapplied for redelivery", extra={"records": len(records)})
+
+    def _applied(self, report: BatchReport, records: int, seconds: float) -> None:
         crash_point("after_commit")
-        # The batch is durable: now, and only now, its offsets may be committed.
-        await message.ack()
         self.totals.add(report)
-        self.metrics.observe_batch(report, time.perf_counter() - started)
+        self.metrics.observe_batch(report, seconds)
         self.relay_wake.set()
+        if report.facts:
+            self.stage_wake.set()
         log.info(
             "batch applied",
             extra={
-                "records": len(raws),
+                "records": records,
                 "events": dict(report.events),
                 "dlq": dict(report.rejected),
                 "notifications": sum(report.notifications.values()),
@@ -202,7 +224,7 @@ class Service:
             },
         )
 
-    async def _apply_until_stored(self, raws: Sequence[RawEvent]) -> BatchReport:
+    async def _apply_until_stored(self, raws: Sequence[RawEvent], task: int = 0, idle: bool = False) -> BatchReport:
         """Apply a batch, waiting out store outages: consumption pauses, nothing is committed or dropped.
 
         An event the engine cannot apply while the store answers goes alone to the DLQ (Processor.apply).
@@ -212,7 +234,7 @@ class Service:
         delay = 0.5
         while True:
             try:
-                return await self.processor.apply(raws)
+                return await self.processor.apply(raws, task, idle)
             except StoreUnavailable as error:
                 cause = error.__cause__ or error
                 log.warning("store unavailable; retrying", extra={"retry_in_s": delay, "error": type(cause).__name__})
@@ -252,16 +274,37 @@ class Service:
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.tick_seconds)
             if self.stopping.is_set():
                 return
+            for task in range(self.settings.topic_partitions):  # each task's clock on its own
+                try:
+                    report, rows = await self.processor.advance_idle_clock(task)
+                except Exception as error:
+                    log.warning("ticker: store unavailable", extra={"error": type(error).__name__})
+                    break
+                self.stage_wake.set()
+                if rows:
+                    self.totals.add(report)
+                    self.metrics.record(report)
+                    self.relay_wake.set()
+                    log.info("idle clock advanced", extra={"task": task, "messages": len(rows)})
+
+    async def run_department_stage(self) -> None:
+        """Apply the department facts every task has passed (engine/domain/departments.py); woken by batches
+        that recorded facts, and every second (a task going idle moves the watermark too)."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stage_wake.wait(), timeout=1.0)
+            self.stage_wake.clear()
+            if self.stopping.is_set():
+                return
             try:
-                report, rows = await self.processor.advance_idle_clock()
+                while (report := await self.processor.run_department_stage()).facts:
+                    self.totals.add(report)
+                    self.metrics.record(report)
+                    if report.escalations:
+                        self.relay_wake.set()
+                        log.info("department stage", extra={"escalations": dict(report.escalations)})
             except Exception as error:
-                log.warning("ticker: store unavailable", extra={"error": type(error).__name__})
-                continue
-            if rows:
-                self.totals.add(report)
-                self.metrics.record(report)
-                self.relay_wake.set()
-                log.info("idle clock advanced", extra={"messages": len(rows)})
+                log.warning("department stage: store unavailable", extra={"error": type(error).__name__})
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
@@ -294,6 +337,34 @@ class Service:
                 log.info("topics created", extra={"topics": missing, "partitions": self.settings.topic_partitions})
         finally:
             await admin.close()
+
+    async def check_partitioning(self) -> None:
+        """Co-partitioned inputs or nothing: every inbound topic with DOCLOOP_TOPIC_PARTITIONS partitions, and
+        a store whose task numbers were computed for that count."""
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            client_id="docloop-admin",
+            **self.security.aiokafka_kwargs(),
+        )
+        await admin.start()
+        try:
+            described = await admin.describe_topics(inbound_topics(self.settings))
+        finally:
+            await admin.close()
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        expected = self.settings.topic_partitions
+        if any(count != expected for count in counts.values()):
+            found = ", ".join(f"{topic} has {count}" for topic, count in sorted(counts.items()))
+            raise PartitioningError(
+                f"inbound topics must all have DOCLOOP_TOPIC_PARTITIONS={expected} partitions (one provider's "
+                f"events meet in one task only then): {found}"
+            )
+        async with self.database.begin() as conn:
+            stored = await repository.claim_partitions(conn, expected)
+        if stored != expected:
+            raise PartitioningError(
+                f"the store's tasks were computed for {stored} partitions, DOCLOOP_TOPIC_PARTITIONS is {expected}"
+            )
 
     # ---- the HTTP side port: metrics and probes ---------------------------------------------------------
 
@@ -386,12 +457,15 @@ class Service:
         s = self.settings
         await check_connection(s.kafka_bootstrap, self.security, s.kafka_connect_timeout_seconds)
         await self.ensure_topics()
+        await self.check_partitioning()
         await self.broker.start()
         await self.processor.load_phi_key()
         tasks = [
             asyncio.create_task(self.run_relay()),
             asyncio.create_task(self.run_ticker()),
             asyncio.create_task(self.run_pruning()),
+            asyncio.create_task(self.tasks.run(self.stopping)),
+            asyncio.create_task(self.run_department_stage()),
         ]
         if self.http is not None:
             tasks.append(asyncio.create_task(self.run_metrics_refresh()))
@@ -456,4 +530,7 @@ def run_service(settings: Settings) -> int:
     except KafkaConnectError as error:
         log.error(str(error), extra={"bootstrap": settings.kafka_bootstrap})
         return 3
+    except PartitioningError as error:
+        log.error(str(error))
+        return 2
     return 0

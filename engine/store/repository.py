@@ -323,6 +323,16 @@ async def save_positions(conn: AsyncConnection, moved: dict[tuple[str, int], int
     )
 
 
+async def claim_partitions(conn: AsyncConnection, partitions: int) -> int:
+    """The partition count the store's task numbers are for: set by the first start, then fixed."""
+    await lock_clock(conn)
+    stored = await conn.scalar(select(t.engine_state.c.partitions).where(t.engine_state.c.id == 1))
+    if stored is None:
+        await conn.execute(update(t.engine_state).where(t.engine_state.c.id == 1).values(partitions=partitions))
+        return partitions
+    return int(stored)
+
+
 async def save_clock(conn: AsyncConnection, clock: datetime | None, last_event_wall_at: datetime | None) -> None:
     await conn.execute(
         update(t.engine_state)

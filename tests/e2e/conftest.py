@@ -214,7 +214,9 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 @pytest.fixture
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The scenario replayed as the single-topic, single-partition deployment of the tests that use it."""
     out = tmp_path_factory.mktemp("replay")
+    one_topic = {f"DOCLOOP_TOPIC_{name}": "events" for name in ("CLAIMS_DENIED", "NOTES_SIGNED", "ACKS")}
     subprocess.run(
         [
             sys.executable,
@@ -230,5 +232,6 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         check=True,
         cwd=ROOT,
         capture_output=True,
+        env={**os.environ, **one_topic},
     )
     yield out

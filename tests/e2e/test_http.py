@@ -105,7 +105,7 @@ async def test_readiness_follows_the_database(stack: Stack) -> None:
     port = free_port()
     service = stack.start(DOCLOOP_HTTP_PORT=str(port), DOCLOOP_READINESS_TIMEOUT_SECONDS="2")
     body = json.loads(await wait_for_status(port, "/readyz", 200, timeout=30))
-    assert body == {"ready": True, "checks": {"database": "ok", "kafka": "ok"}}
+    assert body == {"ready": True, "checks": {"database": "ok", "kafka": "ok", "relay": "ok"}}
 
     subprocess.run([POSTGRES, "stop"], check=True, capture_output=True)
     try:
@@ -121,7 +121,7 @@ async def test_readiness_follows_the_database(stack: Stack) -> None:
         subprocess.run([POSTGRES, "start"], check=True, capture_output=True)
 
     body = json.loads(await wait_for_status(port, "/readyz", 200, timeout=60))
-    assert body["checks"] == {"database": "ok", "kafka": "ok"}
+    assert body["checks"] == {"database": "ok", "kafka": "ok", "relay": "ok"}
     assert stack.stop(service) == 0
 
 

@@ -1,0 +1,173 @@
+"""serve's inbound side: records from Kafka become tasks' inputs; what a task may apply goes to the store.
+
+A task is one partition number across the co-partitioned inbound topics (engine/tasks.py merges its inputs
+by event time). Tasks never wait for each other: each applies in its own transaction on its own rows
+(PostgreSQL runs them concurrently; SQLite, one writer at a time, in turn).
+
+Offsets. A task's transaction stores how far each of its input partitions is applied (`task_positions`) with
+the state it produced, and skips records below that: the store, not Kafka, says where a task resumes, so a task
+that moves to another replica (a rebalance, a kill -9) resumes exactly at its committed state. Kafka offsets
+are committed after each database commit only so that consumer lag stays visible (best effort). FastStream's
+`ack()` is never called: it would commit the fetch position of every partition, past records a task still
+holds back while it waits for a quiet input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+
+from engine.service import BatchReport, Processor, RawEvent
+from engine.settings import Settings
+from engine.store import repository
+from engine.tasks import TaskInputs, with_time
+
+log = logging.getLogger("docloop.consumer")
+
+Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
+Applied = Callable[[BatchReport, int, float], None]
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        topics: Sequence[str],
+        apply: Apply,
+        applied: Applied,
+        consumer: Callable[[], Any],
+    ) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.topics = list(dict.fromkeys(topics))
+        self.apply = apply  # applies one task's batch, waiting out store outages
+        self.applied = applied  # told about every applied batch (metrics, logs, waking the relay)
+        self.consumer = consumer  # the aiokafka consumer, once started
+        self.idle_seconds = settings.task_idle_ms / 1000
+        self.inputs: dict[int, TaskInputs] = {}
+        self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
+        self.wake = asyncio.Event()
+        self.marked_waiting: set[int] = set()  # tasks the store knows have input waiting
+
+    # ---- records in -----------------------------------------------------------------------------------
+
+    async def add(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        wall = self.processor.wall_clock()
+        now = time.monotonic()
+        for r in records:
+            raw = RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}", r.topic, r.partition, r.offset)
+            task = self.inputs.get(r.partition)
+            if task is None:
+                task = self.inputs[r.partition] = TaskInputs(self.topics, now)
+            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)))
+        await self.pump()
+
+    def revoke(self, partitions: set[int]) -> None:
+        """Partitions this replica no longer owns: what their tasks held back is the new owner's now."""
+        for partition in partitions:
+            self.inputs.pop(partition, None)
+            self.marked_waiting.discard(partition)
+
+    # ---- applying -------------------------------------------------------------------------------------
+
+    async def pump(self) -> None:
+        """Apply what every task may apply now; then commit the Kafka offsets of what was applied."""
+        async with self.lock:
+            now = time.monotonic()
+            ready = {
+                task: taken
+                for task, inputs in sorted(self.inputs.items())
+                if (taken := inputs.take(now, self.idle_seconds))
+            }
+            await self._mark_waiting([t for t, i in self.inputs.items() if i.waiting() and t not in ready])
+            if self.processor.database.dialect.name == "sqlite":  # one writer at a time
+                done = [await self._apply_task(task, raws) for task, raws in ready.items()]
+            else:
+                done = list(await asyncio.gather(*(self._apply_task(task, raws) for task, raws in ready.items())))
+        offsets = {tp: offset for moved in done for tp, offset in moved.items()}
+        if offsets:
+            await self._commit(offsets)
+
+    async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
+        size = self.settings.batch_max_records
+        moved: dict[TopicPartition, int] = {}
+        for start in range(0, len(raws), size):
+            batch = raws[start : start + size]
+            last = start + size >= len(raws)
+            idle = last and not self.inputs[task].waiting() if task in self.inputs else last
+            started = time.perf_counter()
+            report = await self.apply(batch, task, idle)
+            if idle:
+                self.marked_waiting.discard(task)
+            else:
+                self.marked_waiting.add(task)
+            self.applied(report, len(batch), time.perf_counter() - started)
+            for raw in batch:
+                assert raw.topic is not None and raw.partition is not None and raw.offset is not None
+                tp = TopicPartition(raw.topic, raw.partition)
+                moved[tp] = max(moved.get(tp, 0), raw.offset + 1)
+        return moved
+
+    async def _mark_waiting(self, tasks: list[int]) -> None:
+        """Tell the department stage that these tasks hold input back (so it waits for their clocks)."""
+        new = [task for task in tasks if task not in self.marked_waiting]
+        if not new:
+            return
+        try:
+            async with self.processor.database.begin() as conn:
+                for task in sorted(new):
+                    await repository.mark_waiting(conn, task)
+            self.marked_waiting.update(new)
+        except Exception as error:  # the next pump tries again
+            log.warning("could not mark tasks as waiting", extra={"error": type(error).__name__})
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        consumer = self.consumer()
+        if consumer is None:
+            return
+        owned = consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        if not mine:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(mine), timeout=10)
+        except Exception as error:  # the store holds the positions; Kafka's offsets only show lag
+            log.info("kafka offset commit skipped", extra={"error": type(error).__name__})
+
+    # ---- the loop that applies what waited for a quiet input --------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            now = time.monotonic()
+            waits = [
+                w for inputs in self.inputs.values() if (w := inputs.next_wait(now, self.idle_seconds)) is not None
+            ]
+            timeout = min([*waits, 1.0]) + 0.005
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+            if stopping.is_set():
+                return
+            if any(inputs.waiting() for inputs in self.inputs.values()):
+                await self.pump()
+
+
+class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drops what revoked tasks held back, after the batch in hand is committed."""
+
+    def __init__(self, runner: TaskRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.runner.lock:
+            self.runner.revoke({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"tasks": sorted({tp.partition for tp in assigned})})
