@@ -54,7 +54,6 @@ class TaskRunner:
         self.inputs: dict[int, TaskInputs] = {}
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
         self.wake = asyncio.Event()
-        self.marked_waiting: set[int] = set()  # tasks the store knows have input waiting
 
     # ---- records in -----------------------------------------------------------------------------------
 
@@ -73,7 +72,6 @@ class TaskRunner:
         """Partitions this replica no longer owns: what their tasks held back is the new owner's now."""
         for partition in partitions:
             self.inputs.pop(partition, None)
-            self.marked_waiting.discard(partition)
 
     # ---- applying -------------------------------------------------------------------------------------
 
@@ -86,7 +84,6 @@ class TaskRunner:
                 for task, inputs in sorted(self.inputs.items())
                 if (taken := inputs.take(now, self.idle_seconds))
             }
-            await self._mark_waiting([t for t, i in self.inputs.items() if i.waiting() and t not in ready])
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
             else:
@@ -94,6 +91,28 @@ class TaskRunner:
         offsets = {tp: offset for moved in done for tp, offset in moved.items()}
         if offsets:
             await self._commit(offsets)
+
+    async def _behind(self, task: int, inputs: TaskInputs) -> frozenset[str]:
+        """The task's empty inputs whose partition has records the consumer has not handed over yet (its
+        position is below the partition's high watermark): consumer lag, not a quiet producer."""
+        consumer = self.consumer()
+        if consumer is None:
+            return frozenset()
+        found = set()
+        for topic, queue in inputs.queues.items():
+            if queue:
+                continue
+            tp = TopicPartition(topic, task)
+            high = consumer.highwater(tp)
+            if high is None:
+                continue  # not fetched yet: the idle allowance decides
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=0.5)
+            except Exception:  # unassigned meanwhile, or no position yet
+                continue
+            if position < high:
+                found.add(topic)
+        return frozenset(found)
 
     async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
         size = self.settings.batch_max_records
@@ -104,29 +123,12 @@ class TaskRunner:
             idle = last and not self.inputs[task].waiting() if task in self.inputs else last
             started = time.perf_counter()
             report = await self.apply(batch, task, idle)
-            if idle:
-                self.marked_waiting.discard(task)
-            else:
-                self.marked_waiting.add(task)
             self.applied(report, len(batch), time.perf_counter() - started)
             for raw in batch:
                 assert raw.topic is not None and raw.partition is not None and raw.offset is not None
                 tp = TopicPartition(raw.topic, raw.partition)
                 moved[tp] = max(moved.get(tp, 0), raw.offset + 1)
         return moved
-
-    async def _mark_waiting(self, tasks: list[int]) -> None:
-        """Tell the department stage that these tasks hold input back (so it waits for their clocks)."""
-        new = [task for task in tasks if task not in self.marked_waiting]
-        if not new:
-            return
-        try:
-            async with self.processor.database.begin() as conn:
-                for task in sorted(new):
-                    await repository.mark_waiting(conn, task)
-            self.marked_waiting.update(new)
-        except Exception as error:  # the next pump tries again
-            log.warning("could not mark tasks as waiting", extra={"error": type(error).__name__})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self.consumer()
@@ -171,3 +173,14 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"tasks": sorted({tp.partition for tp in assigned})})
+
+
+async def tasks_behind(consumer: Any, database: Any, topics: Sequence[str], partitions: int) -> set[int]:
+    """Tasks with input in the broker that is not applied yet (end offset past the stored position): the
+    department stage must wait for them, however long they have been quiet (a task between owners after a
+    crash has no one to say it is busy)."""
+    wanted = [TopicPartition(topic, p) for topic in dict.fromkeys(topics) for p in range(partitions)]
+    ends = await consumer.end_offsets(wanted)
+    async with database.connect() as conn:
+        applied = await repository.positions(conn, [(tp.topic, tp.partition) for tp in wanted])
+    return {tp.partition for tp in wanted if ends.get(tp, 0) > applied.get((tp.topic, tp.partition), 0)}

@@ -31,7 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import schemas
-from engine.consumer import TaskAssignment, TaskRunner
+from engine.consumer import TaskAssignment, TaskRunner, tasks_behind
 from engine.database import connect
 from engine.faults import crash_point
 from engine.http import HttpServer, Response
@@ -297,7 +297,13 @@ class Service:
             if self.stopping.is_set():
                 return
             try:
-                while (report := await self.processor.run_department_stage()).facts:
+                consumer = self.subscriber.consumer
+                if consumer is None:
+                    continue
+                behind = await tasks_behind(
+                    consumer, self.database, inbound_topics(self.settings), self.settings.topic_partitions
+                )
+                while (report := await self.processor.run_department_stage(behind=behind)).facts:
                     self.totals.add(report)
                     self.metrics.record(report)
                     if report.escalations:

@@ -317,14 +317,20 @@ class Processor:
         _log_quarantined(report)
         return report, rows
 
-    async def run_department_stage(self, everything: bool = False) -> BatchReport:
+    async def run_department_stage(self, everything: bool = False, behind: set[int] | None = None) -> BatchReport:
         """Apply the department facts every task's clock has passed (all of them with `everything`, as replay
         does at the end of its input), in event-time order."""
         report = BatchReport()
         idle_after = timedelta(milliseconds=self.settings.task_idle_ms)
         async with self.database.begin() as conn:
             escalations, report.facts = await repository.run_department_stage(
-                conn, self.departments, self.settings.topic_partitions, idle_after, self.wall_clock(), everything
+                conn,
+                self.departments,
+                self.settings.topic_partitions,
+                idle_after,
+                self.wall_clock(),
+                everything,
+                behind,
             )
             rows = [outbox_row(e) for e in escalations]
             await repository.append_outbox(conn, rows)

@@ -53,8 +53,12 @@ class TaskInputs:
     def waiting(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
-    def take(self, now: float, idle_seconds: float, exhausted: bool = False) -> list[RawEvent]:
-        """Every record that may be applied now, in merge order (`exhausted`: no input will grow again)."""
+    def take(
+        self, now: float, idle_seconds: float, exhausted: bool = False, behind: frozenset[str] = frozenset()
+    ) -> list[RawEvent]:
+        """Every record that may be applied now, in merge order (`exhausted`: no input will grow again;
+        `behind`: empty inputs known to have records on their way, fetched but not yet here: wait for those
+        however long it takes, as Kafka Streams does for a partition with known lag)."""
         taken: list[RawEvent] = []
         while True:
             heads = [(merge_key(q[0], self.rank[topic]), topic) for topic, q in self.queues.items() if q]
@@ -68,7 +72,7 @@ class TaskInputs:
                     shown = self.seen[other]
                     if shown is not None and shown > key:
                         continue  # that input is already past this time
-                    if now - self.dry_since[other] < idle_seconds:
+                    if other in behind or now - self.dry_since[other] < idle_seconds:
                         return taken  # wait for it a little longer
             queue = self.queues[topic]
             taken.append(queue.popleft())

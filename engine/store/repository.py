@@ -592,24 +592,23 @@ async def refresh_statistics(database: AsyncEngine) -> list[str]:
 # ---- the department stage ----------------------------------------------------------------------------
 
 
-async def mark_waiting(conn: AsyncConnection, task: int) -> None:
-    """A task has input waiting that it has not applied yet: the department stage must wait for it."""
-    await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
-    await conn.execute(update(t.tasks).where(t.tasks.c.task == task).values(idle_since=None))
-
-
 async def watermark(
-    conn: AsyncConnection, partitions: int, idle_after: timedelta, wall: datetime
+    conn: AsyncConnection, partitions: int, idle_after: timedelta, wall: datetime, behind: set[int]
 ) -> tuple[bool, datetime | None]:
-    """(may run, up to): the smallest clock of the tasks that are not idle. A task is idle when it has had no
-    input waiting for `idle_after` (a quiet partition must not hold back the others); a task never seen has
-    had none. (False, None) while some task has input waiting but no clock yet; (True, None): all are idle."""
+    """(may run, up to): the smallest clock of the tasks that are not idle. A task is idle when it has applied
+    all its input in the broker (it is not `behind`) and has been so for `idle_after`: a quiet partition must
+    not hold back the others. (False, None) while a task behind has no clock yet; (True, None): all idle."""
     rows = {row.task: row for row in await conn.execute(select(t.tasks).where(t.tasks.c.task < partitions))}
     limit: datetime | None = None
     for task in range(partitions):
         row = rows.get(task)
-        if row is None or (row.idle_since is not None and wall - row.idle_since >= idle_after):
+        # Quiet since its last batch left nothing waiting (or, if its replica died before saying so, since its
+        # last batch): the producer-lag allowance runs from then.
+        quiet_since = None if row is None else row.idle_since or row.last_event_wall_at
+        if task not in behind and (quiet_since is None or wall - quiet_since >= idle_after):
             continue
+        if row is None:
+            return False, None
         if row.clock is None:
             return False, None
         limit = row.clock if limit is None else min(limit, row.clock)
@@ -623,6 +622,7 @@ async def run_department_stage(
     idle_after: timedelta,
     wall: datetime,
     everything: bool = False,
+    behind: set[int] | None = None,
 ) -> tuple[list[EscalationRaised], int]:
     """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
     at clock T may still record a fact at T). One pass at a time (the stage's row lock)."""
@@ -631,7 +631,7 @@ async def run_department_stage(
         t.department_facts.c.at, t.department_facts.c.pattern_id, t.department_facts.c.opened, t.department_facts.c.seq
     )
     if not everything:
-        may_run, limit = await watermark(conn, partitions, idle_after, wall)
+        may_run, limit = await watermark(conn, partitions, idle_after, wall, behind or set())
         if not may_run:
             return [], 0
         if limit is not None:

@@ -125,9 +125,10 @@ class Stack:
     def route(self, value: bytes) -> tuple[str, bytes | None]:
         try:
             event = json.loads(value)
-            who = event.get("rendering_provider") or event.get("author") or event.get("acknowledged_by") or {}
+            # Acknowledgements are keyed by the pattern's provider NPI, so they meet that provider's other events.
+            who = event.get("rendering_provider") or event.get("author") or event.get("pattern_key") or {}
             return self.topic(EVENT_TOPIC.get(event.get("event_type"), "claims")), str(
-                who.get("npi") or who.get("id")
+                who.get("npi") or who.get("provider_npi")
             ).encode()
         except (ValueError, AttributeError):
             return self.topic("claims"), b"unparseable"
