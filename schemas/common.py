@@ -36,6 +36,8 @@ INT32_MAX = 2**31 - 1
 AMOUNT_INTEGER_DIGITS = 8
 AMOUNT_PATTERN = rf"^[0-9]{{1,{AMOUNT_INTEGER_DIGITS}}}(\.[0-9]{{1,2}})?$"
 MAX_AMOUNT = Decimal("9" * AMOUNT_INTEGER_DIGITS + ".99")
+# RFC 3339 date-time with seconds and a zone (pydantic would also take a space for the T, no seconds, or digits).
+TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 
 
 class RootCause(StrEnum):
@@ -113,16 +115,22 @@ class StrictOnTheWire:
 
 
 @dataclass(frozen=True)
-class DecimalString:
-    """On the wire an amount is a plain decimal string matching `pattern`: no sign, exponent, padding or
-    JSON number (Python's Decimal would read all of those). Python callers may pass a Decimal."""
+class WireText:
+    """On the wire the value is a JSON string matching `pattern`, then read as the field's type. pydantic alone
+    would also read a sign, an exponent or padding in an amount, and a number (or a string of digits) as a
+    unix time. Python callers (the ingest adapters, tests) may pass the type itself."""
 
     pattern: str
+    format: str | None = None  # the JSON Schema `format` to keep stating
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         schema = handler(source)
         wire = cs.chain_schema([cs.str_schema(pattern=self.pattern, strict=True), schema])
         return cs.json_or_python_schema(json_schema=wire, python_schema=schema)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        stated = {"type": "string", "pattern": self.pattern}
+        return stated if self.format is None else {**stated, "format": self.format}
 
 
 NPI = Annotated[str, Field(pattern=r"^[0-9]{10}$"), AfterValidator(_check_npi)]
@@ -130,7 +138,7 @@ NPI = Annotated[str, Field(pattern=r"^[0-9]{10}$"), AfterValidator(_check_npi)]
 Amount = Annotated[
     Decimal,
     Field(ge=0, le=MAX_AMOUNT, decimal_places=2, allow_inf_nan=False),
-    DecimalString(AMOUNT_PATTERN),
+    WireText(AMOUNT_PATTERN),
     PlainSerializer(_money_to_string, return_type=str, when_used="always"),
 ]
 # Outbound amounts (sums of inbound ones).
@@ -158,7 +166,7 @@ EventTime = Annotated[
         lt=TIME_LIMIT,
         json_schema_extra={"formatMinimum": "1900-01-01T00:00:00Z", "formatExclusiveMaximum": "2200-01-01T00:00:00Z"},
     ),
-    StrictOnTheWire(),
+    WireText(TIME_PATTERN, format="date-time"),
 ]
 SchemaVersion = Annotated[Literal[1], StrictOnTheWire()]
 LineNumber = Annotated[int, Field(ge=1, le=INT32_MAX), StrictOnTheWire()]
