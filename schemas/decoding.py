@@ -61,8 +61,12 @@ def _not_json(problem: str) -> InvalidEvent:
     return InvalidEvent(f"not JSON: {problem}")
 
 
-def _parse_strictly(raw: bytes) -> object:
-    """The JSON document in `raw`, or InvalidEvent saying which rule of strict UTF-8 JSON it breaks."""
+def _parse_strictly(raw: bytes, parser_problem: str | None = None) -> object:
+    """The JSON document in `raw`, or InvalidEvent saying which rule of strict UTF-8 JSON it breaks.
+
+    `parser_problem` is what the one-pass parser said about the bytes, if it refused them: that verdict stands
+    (so how deep the caller's stack is never changes it), only explained better for the encoding mistakes.
+    """
     if raw.startswith(codecs.BOM_UTF8):
         raise _not_json("the value starts with a byte order mark (send UTF-8 without one)")
     try:
@@ -70,6 +74,10 @@ def _parse_strictly(raw: bytes) -> object:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _not_json("the value must be one UTF-8 JSON object") from None
+    if parser_problem is not None:
+        if "\x00" in text:  # never in JSON text, always in UTF-16 or UTF-32 of ASCII
+            raise _not_json("NUL bytes: the value must be UTF-8, not UTF-16 or UTF-32")
+        raise _not_json(parser_problem)
     try:
         document = json.loads(text, parse_constant=lambda _: _NON_FINITE)
     except RecursionError:
@@ -88,7 +96,9 @@ def _check_values(document: object) -> None:
     while pending:
         location, value = pending.pop()
         if value is _NON_FINITE:
-            raise InvalidEvent(f"invalid event: {_field_path(location)}: NaN and Infinity are not JSON numbers")
+            raise InvalidEvent(
+                f"invalid event: {_field_path(location)}: not a finite number (JSON has no NaN or infinities)"
+            )
         if isinstance(value, str):
             _check_text(location, value)
         elif isinstance(value, dict):
@@ -108,9 +118,17 @@ def _check_text(location: tuple[int | str, ...], text: str) -> None:
         raise InvalidEvent(f"invalid event: {_field_path(location)}: not a Unicode string") from None
 
 
-def _explain(raw: bytes) -> InvalidEvent:
+def _parser_problem(error: ValidationError) -> str | None:
+    """The JSON parser's complaint (a fixed text such as "recursion limit exceeded"), without its position."""
+    for item in error.errors(include_input=False, include_url=False):
+        if item["type"] == "json_invalid":
+            return str(item.get("ctx", {}).get("error", "invalid JSON")).split(" at line ")[0]
+    return None
+
+
+def _explain(raw: bytes, error: ValidationError) -> InvalidEvent:
     """Why `raw` is not a valid event (the one-pass validation said it is not)."""
-    document = _parse_strictly(raw)
+    document = _parse_strictly(raw, _parser_problem(error))
     if not isinstance(document, dict):
         return InvalidEvent("not a JSON object")
     event_type = document.get("event_type")
@@ -136,8 +154,8 @@ def decode_event(raw: bytes | str) -> InboundEvent:
     try:
         try:
             event = _ANY_EVENT.validate_json(data)
-        except ValidationError:
-            raise _explain(data) from None
+        except ValidationError as error:
+            raise _explain(data, error) from None
         # The one-pass parser (pydantic's) reads NaN and Infinity and lets NUL characters through, in fields
         # the models ignore as much as in the ones they read. These bytes cannot be missing from a value that
         # holds either and are absent from nearly every valid event (about 1.5 us for the three scans), so
