@@ -18,6 +18,7 @@ from typing import Any
 from tests.support.events import ack, claim, note, npi
 
 PROVIDER = npi("123456789")
+EDGE_PROVIDER = npi("176543210")
 SECRET = "MRN-HOSTILE-SECRET-77"  # every case carries it as patient_ref: no reason may ever show it
 RAW = "__RAW__"  # stands for JSON text that json.dumps cannot write (NaN spelled out, 5,000-digit integers...)
 
@@ -222,6 +223,31 @@ def corpus() -> list[Hostile]:
     """Every hostile case, each a distinct event id (hostile-N) so they can share a batch or a topic."""
     cases = [_field_case(index, *case) for index, case in enumerate(_FIELD_CASES)]
     return cases + _whole_value_cases(len(cases))
+
+
+def valid_events() -> list[bytes]:
+    """Three denials that open a pattern, plus events at the edges of what the contract accepts."""
+    opening = [
+        claim(f"ok-{n}", occurred_at=f"2026-02-0{n}T09:00:00Z", service_date=f"2026-01-0{n + 4}", provider=PROVIDER)
+        for n in (1, 2, 3)
+    ]
+    largest = claim(
+        "ok-edge-claim",
+        occurred_at="2026-02-04T09:00:00Z",
+        service_date="1900-01-01",
+        provider=EDGE_PROVIDER,
+        amount="99999999.99",
+        line_number=2**31 - 1,
+        claim_id="C" * 128,
+    )
+    late_signature = note(
+        "ok-edge-note",
+        signed_at="2199-12-31T23:59:59Z",
+        occurred_at="2026-02-04T10:00:00Z",
+        service_date="2199-12-31",
+        provider=EDGE_PROVIDER,
+    )
+    return [json.dumps(event).encode() for event in (*opening, largest, late_signature)]
 
 
 def deep_nesting() -> bytes:
