@@ -16,6 +16,7 @@ AIM_RATIO = 0.5
 TARGET_P99_MS = 250.0  # claim denied -> pattern_opened readable, at 200 events/s offered load
 TARGET_SCALE_RATIO = 0.8  # events/s with 1M stored cases over events/s on an empty store
 TARGET_RSS_MB = 300.0  # peak RSS of `docloop serve` during the throughput run
+TARGET_POISON_RATIO = 0.8  # events/s with 0.1% hostile events mixed in over events/s without (issue #10)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -111,11 +112,16 @@ def render_table(rows: Sequence[Row]) -> str:
 
 
 def summary_line(
-    ratio_value: float | None, p99_ms: float | None, scale_ratio: float | None, rss_mb: float | None
+    ratio_value: float | None,
+    p99_ms: float | None,
+    scale_ratio: float | None,
+    rss_mb: float | None,
+    poison_ratio: float | None = None,
 ) -> str:
     """The last line of `make bench`, for scripts to grep."""
     return (
-        f"ratio={fmt(ratio_value, 2)} p99_ms={fmt(p99_ms, 1)} scale_ratio={fmt(scale_ratio, 2)} rss_mb={fmt(rss_mb, 1)}"
+        f"ratio={fmt(ratio_value, 2)} p99_ms={fmt(p99_ms, 1)} scale_ratio={fmt(scale_ratio, 2)} "
+        f"rss_mb={fmt(rss_mb, 1)} poison_ratio={fmt(poison_ratio, 2)}"
     )
 
 
@@ -176,6 +182,20 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             fmt(rss, 1),
             target=f"< {TARGET_RSS_MB:g}",
             result=verdict(rss, TARGET_RSS_MB, False),
+        )
+    )
+    po = results.get("poison") or {}
+    poisoned = (po.get("poisoned") or {}).get("events_per_s")
+    clean = (po.get("clean") or {}).get("events_per_s")
+    pr = po.get("poison_ratio")
+    rows.append(
+        Row(
+            f"with {po.get('hostile', 'na')} hostile mixed in, events/s (N={po.get('events', 'na')}{_median_of(po)})",
+            fmt(poisoned, 0),
+            fmt(clean, 0) + " (clean)" if clean is not None else "na",
+            fmt(pr, 3),
+            f">= {TARGET_POISON_RATIO}",
+            verdict(pr, TARGET_POISON_RATIO, True),
         )
     )
     rp = results.get("replay") or {}

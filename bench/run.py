@@ -2,7 +2,7 @@
 
     python -m bench.run            # from the repository root, with the project's virtual environment
 
-Phases (BENCH_PHASES, comma separated, default all: throughput,replay,scale,latency):
+Phases (BENCH_PHASES, comma separated, default all: throughput,replay,scale,latency,poison):
 
 throughput  BENCH_EVENTS simulated events (first N lines of a seeded simulator file) are produced beforehand to
             fresh inbound topics (6 partitions, keyed by NPI). Then, one after the other, each consumer runs in
@@ -24,12 +24,17 @@ latency     a fresh serve and database process BENCH_WARMUP events first; then s
             opens the pattern. Latency = when a consumer of the notifications topic receives that pattern's
             pattern_opened (matched by pattern.provider_npi) minus when the third denial was handed to the
             producer. Probes count toward the offered rate.
+poison      the throughput phase's BENCH_EVENTS events, and the same events with one hostile record per 1,000
+            (BENCH_POISON_EVERY) mixed in, each next to a real event under its key (cases from the test corpus,
+            tests/support/hostile.py, starting with JSON nested 10,000 deep); serve runs over each, alternating,
+            BENCH_REPEAT times. poison_ratio = events/s with poison / events/s without (records/s, hostile
+            records included); target >= 0.8 (issue #10).
 
 throughput and scale run BENCH_REPEAT times (default 3), alternating their two sides, and report the median
 run of each side (a shared 2-core machine is noisy); every run is in the JSON.
 
 Writes BENCH_OUT/bench.json (default bench-out/), prints a table, and as the very last line
-`ratio=R p99_ms=L scale_ratio=S rss_mb=M`. Topics, consumer groups and databases are fresh per run and
+`ratio=R p99_ms=L scale_ratio=S rss_mb=M poison_ratio=P`. Topics, consumer groups and databases are fresh per run and
 deleted at the end (BENCH_KEEP=1 keeps them). Other knobs: BENCH_SEED, BENCH_DAYS, BENCH_RUN_TIMEOUT (per
 serve/pipe run, seconds, default 300: a run that times out reports the rate it managed as a lower bound),
 BENCH_SCALE_OPEN_SHARE (see bench/preload.py), BENCH_KAFKA, BENCH_PG_URL, BENCH_OUT. Any DOCLOOP_* variable in
@@ -67,9 +72,10 @@ from sqlalchemy.engine import make_url
 from bench import report
 from bench.preload import DEPARTMENTS, preload
 from schemas import npi_is_valid
+from tests.support.hostile import corpus, deep_nesting
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("throughput", "replay", "scale", "latency")
+PHASES = ("throughput", "replay", "scale", "latency", "poison")
 INBOUND = ("claims", "notes", "acks")
 KIND = {"claim.denied": "claims", "note.signed": "notes", "feedback.acknowledged": "acks"}
 
@@ -106,6 +112,7 @@ class Config:
     phases: tuple[str, ...] = PHASES
     keep: bool = False
     partitions: int = 6
+    poison_every: int = 1000
 
     @classmethod
     def from_env(cls) -> Config:
@@ -132,6 +139,7 @@ class Config:
             out=Path(os.environ.get("BENCH_OUT", ROOT / "bench-out")),
             phases=phases,
             keep=os.environ.get("BENCH_KEEP", "") not in ("", "0", "false"),
+            poison_every=max(2, _int("BENCH_POISON_EVERY", 1000)),
         )
         for host in [h.rsplit(":", 1)[0] for h in cfg.kafka.split(",")] + [make_url(cfg.pg_url).host or ""]:
             if host not in ("localhost", "127.0.0.1", "::1", "[::1]"):
@@ -841,6 +849,36 @@ class Bench:
             "preloaded_runs": loadeds,
         }
 
+    async def poison(self) -> None:
+        n, repeat = self.cfg.events, self.cfg.repeat
+        clean_topics, clean_ends, _ = await self.inbound(n)
+        _, events = simulated(self.cfg, n)
+        mixed = with_poison(events, self.cfg.poison_every)
+        hostile = len(mixed) - len(events)
+        topics = Topics(f"bench.{self.run_id}.poison{n}.")
+        await self.kafka.create(topics)
+        ends = await self.kafka.produce(topics, mixed)
+        log(f"produced {n} events with {hostile} hostile ones mixed in to {topics.prefix}*")
+        cleans, poisoned = [], []
+        for r in range(repeat):  # alternating, so slow spells of the machine hit both sides alike
+            log(f"poison {r + 1}/{repeat}: docloop serve over {n} events")
+            cleans.append(await self.run_serve(f"clean{r}", clean_topics, clean_ends))
+            log(f"  clean: {describe(cleans[-1])}")
+            log(f"poison {r + 1}/{repeat}: docloop serve over {n} events and {hostile} hostile ones")
+            poisoned.append(await self.run_serve(f"poison{r}", topics, ends))
+            log(f"  poisoned: {describe(poisoned[-1])}; {poisoned[-1]['dlq']} in the DLQ")
+        clean, poison = report.median_run(cleans), report.median_run(poisoned)
+        self.results["poison"] = {
+            "events": n,
+            "hostile": hostile,
+            "repeat": repeat,
+            "clean": clean,
+            "poisoned": poison,
+            "poison_ratio": report.ratio(poison["events_per_s"], clean["events_per_s"]),
+            "clean_runs": cleans,
+            "poisoned_runs": poisoned,
+        }
+
     async def latency(self) -> None:
         cfg = self.cfg
         slots = cfg.rate * cfg.latency_seconds
@@ -1040,6 +1078,7 @@ class Bench:
                     "repeat": cfg.repeat,
                     "phases": list(cfg.phases),
                     "partitions": cfg.partitions,
+                    "poison_every": cfg.poison_every,
                     "kafka": cfg.kafka,
                     "docloop_env": {k: v for k, v in os.environ.items() if k.startswith("DOCLOOP_") and "URL" not in k},
                 },
@@ -1054,6 +1093,7 @@ class Bench:
                     "p99_ms": report.TARGET_P99_MS,
                     "scale_ratio": report.TARGET_SCALE_RATIO,
                     "rss_mb": report.TARGET_RSS_MB,
+                    "poison_ratio": report.TARGET_POISON_RATIO,
                 },
                 "errors": {},
             }
@@ -1134,10 +1174,23 @@ def probe_claim(run_id: str, k: int, j: int, npi: str, department: str, at: date
     return json.dumps(event).encode()
 
 
+def with_poison(events: Sequence[Event], every: int) -> list[Event]:
+    """`events` with a hostile record after every `every`-th one, on the same topic and key as that event (so
+    it lands in a batch of real work); the hostile values cycle through the test corpus, deep nesting first."""
+    hostile = [deep_nesting()] + [case.raw for case in corpus()]
+    mixed: list[Event] = []
+    for index, event in enumerate(events, start=1):
+        mixed.append(event)
+        if index % every == 0:
+            mixed.append(Event(hostile[(index // every - 1) % len(hostile)], event.kind, event.key, event.occurred_at))
+    return mixed
+
+
 def disturbed_runs(results: dict[str, Any]) -> list[str]:
     """Runs during which serve logged warnings (a store outage, say): their numbers are not clean."""
-    tp, sc = results.get("throughput") or {}, results.get("scale") or {}
+    tp, sc, po = results.get("throughput") or {}, results.get("scale") or {}, results.get("poison") or {}
     runs = [*(tp.get("engine_runs") or []), *(sc.get("empty_runs") or []), *(sc.get("preloaded_runs") or [])]
+    runs += [*(po.get("clean_runs") or []), *(po.get("poisoned_runs") or [])]
     named = [(run.get("database", "?"), run) for run in runs]
     if results.get("latency"):
         named.append(("latency", results["latency"]))
@@ -1155,6 +1208,7 @@ def summarize(results: dict[str, Any]) -> tuple[str, str]:
         p99,
         (results.get("scale") or {}).get("scale_ratio"),
         (results.get("memory") or {}).get("rss_mb"),
+        (results.get("poison") or {}).get("poison_ratio"),
     )
     return report.render_table(report.build_rows(results)), line
 

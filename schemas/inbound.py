@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from schemas.common import NPI, Code, Contract, Envelope, Identifier, Money, RootCause
+from schemas.common import (
+    NPI,
+    Amount,
+    Code,
+    Contract,
+    Envelope,
+    EventDate,
+    EventTime,
+    Identifier,
+    LineNumber,
+    Minutes,
+    RootCause,
+    SchemaVersion,
+)
 
 
 class Payer(Contract):
@@ -24,16 +36,16 @@ class RenderingProvider(Contract):
 class Adjustment(Contract):
     group_code: Literal["CO", "PR", "OA", "PI", "CR"]
     reason_code: Code
-    amount: Money
+    amount: Amount
 
 
 class DenialLine(Contract):
-    line_number: int = Field(ge=1)
+    line_number: LineNumber
     procedure_code: Code
     modifiers: list[Code] = Field(default_factory=list, max_length=4)
     diagnosis_codes: list[Code] = Field(default_factory=list, max_length=12)
-    billed_amount: Money
-    paid_amount: Money
+    billed_amount: Amount
+    paid_amount: Amount
     adjustments: list[Adjustment] = Field(default_factory=list, max_length=99)
     remark_codes: list[Code] = Field(default_factory=list, max_length=99)
 
@@ -42,13 +54,13 @@ class ClaimDenied(Envelope):
     """A payer's remittance said no (or not all) to one or more lines of a claim."""
 
     event_type: Literal["claim.denied"]
-    schema_version: Literal[1]
+    schema_version: SchemaVersion
     claim_id: Identifier
     encounter_id: Identifier
     patient_ref: str | None = Field(default=None, max_length=256)
     payer: Payer
     rendering_provider: RenderingProvider
-    service_date: date
+    service_date: EventDate
     lines: list[DenialLine] = Field(min_length=1, max_length=999)
 
 
@@ -67,7 +79,7 @@ class Documentation(Contract):
 
     procedure_codes: list[Code] = Field(default_factory=list, max_length=50)
     diagnosis_codes: list[Code] = Field(default_factory=list, max_length=50)
-    total_time_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
+    total_time_minutes: Minutes | None = None
     mdm_level: MdmLevel | None = None
     medical_necessity: bool | None = None
     elements: list[str] = Field(default_factory=list, max_length=100)
@@ -77,14 +89,14 @@ class NoteSigned(Envelope):
     """A clinician signed a note (or an addendum) in the EHR."""
 
     event_type: Literal["note.signed"]
-    schema_version: Literal[1]
+    schema_version: SchemaVersion
     note_id: Identifier
     encounter_id: Identifier
     patient_ref: str | None = Field(default=None, max_length=256)
     author: Author
     note_type: str = Field(default="progress_note", max_length=64)
-    service_date: date
-    signed_at: AwareDatetime
+    service_date: EventDate
+    signed_at: EventTime
     documentation: Documentation = Field(default_factory=Documentation)
 
 
@@ -103,7 +115,7 @@ class FeedbackAcknowledged(Envelope):
     """Someone read a feedback notification and answered it; applies to the pattern's current episode."""
 
     event_type: Literal["feedback.acknowledged"]
-    schema_version: Literal[1]
+    schema_version: SchemaVersion
     notification_id: Identifier | None = None
     pattern_key: PatternKey | None = None
     acknowledged_by: Acknowledger

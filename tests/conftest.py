@@ -55,3 +55,12 @@ async def database(store_url: str) -> AsyncIterator[AsyncEngine]:
     engine = connect(store_url)
     yield engine
     await engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how much hostile input the run threw at the decoder, the engine and serve (issue #10)."""
+    from tests.support.hostile import TRIED
+
+    if TRIED:
+        suites = ", ".join(f"{suite} {count}" for suite, count in sorted(TRIED.items()))
+        terminalreporter.write_line(f"hostile inputs tried: {sum(TRIED.values())} ({suites})")

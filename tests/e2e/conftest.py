@@ -130,7 +130,7 @@ class Stack:
             return self.topic(EVENT_TOPIC.get(event.get("event_type"), "claims")), str(
                 who.get("npi") or who.get("provider_npi")
             ).encode()
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):  # hostile values go to claims
             return self.topic("claims"), b"unparseable"
 
     async def read(

@@ -59,8 +59,14 @@ def test_format_and_verdict() -> None:
 
 
 def test_summary_line_is_stable() -> None:
-    assert report.summary_line(0.4567, 123.45, 0.912, 180.26) == "ratio=0.46 p99_ms=123.5 scale_ratio=0.91 rss_mb=180.3"
-    assert report.summary_line(None, math.inf, None, None) == "ratio=na p99_ms=inf scale_ratio=na rss_mb=na"
+    assert (
+        report.summary_line(0.4567, 123.45, 0.912, 180.26, 0.934)
+        == "ratio=0.46 p99_ms=123.5 scale_ratio=0.91 rss_mb=180.3 poison_ratio=0.93"
+    )
+    assert (
+        report.summary_line(None, math.inf, None, None)
+        == "ratio=na p99_ms=inf scale_ratio=na rss_mb=na poison_ratio=na"
+    )
 
 
 def test_table_rows_and_alignment() -> None:
@@ -79,11 +85,20 @@ def test_table_rows_and_alignment() -> None:
             "scale_ratio": 0.9,
         },
         "memory": {"rss_mb": 120.0},
+        "poison": {
+            "events": 1000,
+            "hostile": 1,
+            "clean": {"events_per_s": 400.0},
+            "poisoned": {"events_per_s": 300.0},
+            "poison_ratio": 0.75,
+        },
         "replay": {"events": 1000, "events_per_s": 900.0},
     }
     rows = report.build_rows(results)
     verdicts = [row.result for row in rows if row.result]
-    assert verdicts == ["PASS", "FAIL", "PASS", "PASS"]  # ratio, p99 (unbounded), scale, rss
+    assert verdicts == ["PASS", "FAIL", "PASS", "PASS", "FAIL"]  # ratio, p99 (unbounded), scale, rss, poison
+    poison = next(row for row in rows if "hostile" in row.measure)
+    assert (poison.value, poison.baseline, poison.ratio) == ("300", "400 (clean)", "0.750")
     p99 = next(row for row in rows if row.measure.startswith("latency p99"))
     assert p99.value == "inf"
     table = report.render_table(rows).splitlines()
