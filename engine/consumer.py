@@ -54,6 +54,10 @@ class TaskRunner:
         self.inputs: dict[int, TaskInputs] = {}
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
         self.wake = asyncio.Event()
+        # Tasks assigned now: only these apply (a task held by two replicas for a moment would apply in two
+        # orders). On assignment every input partition is read again from the position the store holds; the
+        # queues replace what they had from there on (TaskInputs.add), so nothing is lost or doubled.
+        self.owned: set[int] = set()
 
     # ---- records in -----------------------------------------------------------------------------------
 
@@ -64,26 +68,39 @@ class TaskRunner:
             raw = RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}", r.topic, r.partition, r.offset)
             task = self.inputs.get(r.partition)
             if task is None:
-                task = self.inputs[r.partition] = TaskInputs(self.topics, now)
-            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)))
+                task = self.inputs[r.partition] = TaskInputs(self.topics)
+            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), now)
         await self.pump()
 
     def revoke(self, partitions: set[int]) -> None:
-        """Partitions this replica no longer owns: what their tasks held back is the new owner's now."""
-        for partition in partitions:
-            self.inputs.pop(partition, None)
+        """A rebalance began: apply nothing of these tasks until they are assigned again (to this replica or
+        not). What they hold stays until then: the consumer may go on after it rather than read it again."""
+        self.owned -= partitions
+
+    def assign(self, partitions: set[int]) -> None:
+        """The rebalance ended: tasks of other replicas now drop what they held."""
+        self.owned = set(partitions)
+        for partition in [p for p in self.inputs if p not in self.owned]:
+            del self.inputs[partition]
 
     # ---- applying -------------------------------------------------------------------------------------
 
     async def pump(self) -> None:
         """Apply what every task may apply now; then commit the Kafka offsets of what was applied."""
         async with self.lock:
-            now = time.monotonic()
-            ready = {
-                task: taken
-                for task, inputs in sorted(self.inputs.items())
-                if (taken := inputs.take(now, self.idle_seconds))
-            }
+            ready: dict[int, list[RawEvent]] = {}
+            for task, inputs in sorted(self.inputs.items()):
+                if task not in self.owned or not inputs.waiting():
+                    continue
+                behind = await self._behind(task, inputs)
+                before = inputs.went_on
+                if taken := inputs.take(time.monotonic(), self.idle_seconds, behind=behind):
+                    ready[task] = taken
+                if inputs.went_on > before:
+                    log.info(
+                        "task went on without a quiet input",
+                        extra={"task": task, "records": inputs.went_on - before},
+                    )
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
             else:
@@ -104,13 +121,12 @@ class TaskRunner:
                 continue
             tp = TopicPartition(topic, task)
             high = consumer.highwater(tp)
-            if high is None:
-                continue  # not fetched yet: the idle allowance decides
             try:
                 position = await asyncio.wait_for(consumer.position(tp), timeout=0.5)
-            except Exception:  # unassigned meanwhile, or no position yet
+            except Exception:  # no position yet (just assigned): records may well be on their way
+                found.add(topic)
                 continue
-            if position < high:
+            if high is None or position < high:  # not fetched yet, or fetched and not handed over
                 found.add(topic)
         return frozenset(found)
 
@@ -172,6 +188,20 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
             self.runner.revoke({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Read each input partition again from where the store says its task stands. The seek is the
+        # synchronous one: an awaiting one would wait for this very rebalance to finish. Partitions the store
+        # has no position for start where the group's committed offset (never past the store's) or
+        # auto_offset_reset says.
+        consumer = self.runner.consumer()
+        try:
+            async with self.runner.processor.database.connect() as conn:
+                stored = await repository.positions(conn, [(tp.topic, tp.partition) for tp in assigned])
+            for tp in assigned:
+                if consumer is not None and (tp.topic, tp.partition) in stored:
+                    consumer.seek(tp, stored[(tp.topic, tp.partition)])
+        except Exception as error:  # records below the store's positions are skipped when applied anyway
+            log.error("assignment: could not seek to the stored positions", extra={"error": type(error).__name__})
+        self.runner.assign({tp.partition for tp in assigned})
         log.info("partitions assigned", extra={"tasks": sorted({tp.partition for tp in assigned})})
 
 

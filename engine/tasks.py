@@ -5,9 +5,11 @@ denials, notes and acknowledgements share it). Its events are applied in the ord
 gives: repeatedly the head of an input queue with the smallest (occurred_at, input rank). In replay every
 input is complete, so the merge is exact. In serve an input may be empty only for now; taking the smallest
 head then could apply an event before an earlier one that is still on its way. So, like Kafka Streams'
-`max.task.idle.ms`, the task waits for an empty input, but at most DOCLOOP_TASK_IDLE_MS from when it ran
-dry, and not at all when that input has already shown a later time (inputs are assumed to be in event-time
-order per partition, as an EHR or a clearinghouse publishes them: then nothing earlier can follow).
+`max.task.idle.ms`, the task waits for an empty input: without limit while its partition has records the
+consumer has not handed over yet, else until DOCLOOP_TASK_IDLE_MS after the waiting record itself arrived
+(so an input whose producer lags the others by less than that is always waited for), and not at all when
+that input has already shown a later time (inputs are assumed to be in event-time order per partition, as
+an EHR or a clearinghouse publishes them: then nothing earlier can follow).
 Invalid records carry no time: at the head of their queue they go first (they only reach the DLQ).
 """
 
@@ -38,14 +40,23 @@ def with_time(raw: RawEvent, decoded: InboundEvent | InvalidEvent, keep: bool = 
 class TaskInputs:
     """The queues of one task, one per inbound topic (in rank order)."""
 
-    def __init__(self, topics: Sequence[str], now: float = 0.0) -> None:
+    def __init__(self, topics: Sequence[str]) -> None:
         self.rank = {topic: position for position, topic in enumerate(topics)}
         self.queues: dict[str, deque[RawEvent]] = {topic: deque() for topic in topics}
+        self.arrived: dict[str, deque[float]] = {topic: deque() for topic in topics}  # when each record came
         self.seen: dict[str, Key | None] = dict.fromkeys(topics)  # the latest key each input has shown
-        self.dry_since: dict[str, float] = dict.fromkeys(topics, now)  # when each empty input ran dry
+        self.went_on = 0  # records applied without waiting any longer for a quiet input
 
-    def add(self, topic: str, raw: RawEvent) -> None:
-        self.queues[topic].append(raw)
+    def add(self, topic: str, raw: RawEvent, now: float = 0.0) -> None:
+        queue, arrived = self.queues[topic], self.arrived[topic]
+        if raw.offset is not None and queue and queue[-1].offset is not None and raw.offset <= queue[-1].offset:
+            # The consumer reads this partition again from an earlier position (a rebalance reset it): what
+            # it will hand over again replaces what was queued from there on.
+            while queue and queue[-1].offset is not None and queue[-1].offset >= raw.offset:
+                queue.pop()
+                arrived.pop()
+        queue.append(raw)
+        arrived.append(now)
         key = merge_key(raw, self.rank[topic])
         if key[0] is not NO_TIME and (self.seen[topic] is None or key > self.seen[topic]):  # type: ignore[operator]
             self.seen[topic] = key
@@ -72,23 +83,19 @@ class TaskInputs:
                     shown = self.seen[other]
                     if shown is not None and shown > key:
                         continue  # that input is already past this time
-                    if other in behind or now - self.dry_since[other] < idle_seconds:
+                    if other in behind or now - self.arrived[topic][0] < idle_seconds:
                         return taken  # wait for it a little longer
-            queue = self.queues[topic]
-            taken.append(queue.popleft())
-            if not queue:
-                self.dry_since[topic] = now
+                    self.went_on += 1  # the allowance for a quiet input ran out: go on without it
+            taken.append(self.queues[topic].popleft())
+            self.arrived[topic].popleft()
 
     def next_wait(self, now: float, idle_seconds: float) -> float | None:
         """Seconds until a waiting record may go even if its empty inputs stay empty (None: nothing waits)."""
-        if not self.waiting():
+        heads = [(merge_key(q[0], self.rank[topic]), topic) for topic, q in self.queues.items() if q]
+        if not heads:
             return None
-        dry = [self.dry_since[topic] for topic, queue in self.queues.items() if not queue]
-        return max(0.0, min(dry) + idle_seconds - now) if dry else 0.0
-
-    def drop(self) -> None:
-        for queue in self.queues.values():
-            queue.clear()
+        _, topic = min(heads)
+        return max(0.0, self.arrived[topic][0] + idle_seconds - now)
 
 
 def merged(inputs: dict[int, TaskInputs]) -> Iterator[tuple[int, RawEvent]]:
