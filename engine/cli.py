@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine import demo, simulate
+from engine.database import masked
 from engine.ingest import cli as ingest
 from engine.settings import Settings
 
@@ -55,7 +56,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  notification {key}: {count}")
     for key, count in sorted(result.report.escalations.items()):
         print(f"  escalation level {key}: {count}")
-    print(f"  store: {settings.database_url}")
+    print(f"  store: {masked(settings.database_url)}")
     return 0
 
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -134,6 +135,8 @@ class Service:
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()
         self.http: HttpServer | None = None
+        self.readiness_lock = asyncio.Lock()
+        self.readiness: tuple[float, dict[str, str]] | None = None
 
     # ---- wiring -------------------------------------------------------------------------------------
 
@@ -409,7 +412,19 @@ class Service:
         return Response.json(200, {"status": "alive"})
 
     async def readyz(self) -> Response:
-        """Ready when the database answers `SELECT 1` and Kafka answers a metadata request, both in time."""
+        """Ready when the database answers `SELECT 1`, Kafka answers a metadata request (both in time) and the
+        relay is not stuck. The checks run at most once per DOCLOOP_READINESS_CACHE_SECONDS and one at a time:
+        a burst of probes shares one database query and one Kafka request instead of slowing the engine."""
+        async with self.readiness_lock:
+            cached = self.readiness
+            if cached is None or time.monotonic() - cached[0] >= self.settings.readiness_cache_seconds:
+                self.readiness = cached = (time.monotonic(), await self.readiness_checks())
+        checks = dict(cached[1])
+        checks["relay"] = f"stuck for {self.relay.stuck_for():.0f} s" if self.relay.is_stuck() else "ok"
+        ready = all(result == "ok" for result in checks.values())
+        return Response.json(200 if ready else 503, {"ready": ready, "checks": checks})
+
+    async def readiness_checks(self) -> dict[str, str]:
         timeout = self.settings.readiness_timeout_seconds
 
         async def database() -> str:
@@ -427,10 +442,7 @@ class Service:
             except Exception as error:
                 return f"failed: {type(error).__name__}"
 
-        checks = dict(zip(("database", "kafka"), await asyncio.gather(database(), kafka()), strict=True))
-        checks["relay"] = f"stuck for {self.relay.stuck_for():.0f} s" if self.relay.is_stuck() else "ok"
-        ready = all(result == "ok" for result in checks.values())
-        return Response.json(200 if ready else 503, {"ready": ready, "checks": checks})
+        return dict(zip(("database", "kafka"), await asyncio.gather(database(), kafka()), strict=True))
 
     async def run_metrics_refresh(self) -> None:
         """Keep the gauges read from the database (open patterns, outbox backlog) fresh."""
@@ -522,6 +534,33 @@ def asyncapi_document() -> Any:
     return document
 
 
+async def wait_for_database(database: AsyncEngine, timeout: float) -> bool:
+    """At start, as during an outage: retry with backoff and say so in the JSON log; give up after `timeout`
+    (exit code 3: an orchestrator restarts the process with its own backoff, and the log says why)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            async with database.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            await database.dispose()  # its connections belong to this event loop, not serve's
+            return True
+        except Exception as error:  # the class only: driver messages can name hosts and users
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.error(
+                    "database unreachable at start; giving up",
+                    extra={"error": type(error).__name__, "waited_s": timeout},
+                )
+                await database.dispose()
+                return False
+            log.warning(
+                "database unreachable at start; retrying", extra={"error": type(error).__name__, "retry_in_s": delay}
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 15.0)
+
+
 def run_service(settings: Settings) -> int:
     setup_logging(settings.log_level)
     try:
@@ -529,6 +568,8 @@ def run_service(settings: Settings) -> int:
     except KafkaSecurityError as error:
         log.error(f"kafka security settings: {error}")
         return 2
+    if not asyncio.run(wait_for_database(service.database, settings.start_timeout_seconds)):
+        return 3
     if settings.migrate_on_start:
         upgrade(settings.database_url)
     try:

@@ -140,6 +140,18 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(
         15.0, gt=0, description="how often the gauges read from the database (open patterns, outbox backlog) refresh"
     )
+    readiness_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="`/readyz` runs its database and Kafka checks at most once per this, one at a time; "
+        "probes in between get the last result",
+    )
+    start_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="serve retries an unreachable database at start (with backoff, logged) for this long, then "
+        "exits with code 3",
+    )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="time allowed to each `/readyz` check (database `SELECT 1`, Kafka metadata)"
     )
