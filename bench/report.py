@@ -17,6 +17,7 @@ TARGET_P99_MS = 250.0  # claim denied -> pattern_opened readable, at 200 events/
 TARGET_SCALE_RATIO = 0.8  # events/s with 1M stored cases over events/s on an empty store
 TARGET_RSS_MB = 300.0  # peak RSS of `docloop serve` during the throughput run
 TARGET_POISON_RATIO = 0.8  # events/s with 0.1% hostile events mixed in over events/s without (issue #10)
+TARGET_SCALEOUT_RATIO = 2.4  # events/s with 3 replicas over 1, PostgreSQL behind a delaying proxy (issue #13)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -117,11 +118,12 @@ def summary_line(
     scale_ratio: float | None,
     rss_mb: float | None,
     poison_ratio: float | None = None,
+    scaleout_ratio: float | None = None,
 ) -> str:
     """The last line of `make bench`, for scripts to grep."""
     return (
         f"ratio={fmt(ratio_value, 2)} p99_ms={fmt(p99_ms, 1)} scale_ratio={fmt(scale_ratio, 2)} "
-        f"rss_mb={fmt(rss_mb, 1)} poison_ratio={fmt(poison_ratio, 2)}"
+        f"rss_mb={fmt(rss_mb, 1)} poison_ratio={fmt(poison_ratio, 2)} scaleout_ratio={fmt(scaleout_ratio, 2)}"
     )
 
 
@@ -196,6 +198,21 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             fmt(pr, 3),
             f">= {TARGET_POISON_RATIO}",
             verdict(pr, TARGET_POISON_RATIO, True),
+        )
+    )
+    so = results.get("scaleout") or {}
+    three = (so.get("three") or {}).get("events_per_s")
+    one = (so.get("one") or {}).get("events_per_s")
+    xr = so.get("scaleout_ratio")
+    rows.append(
+        Row(
+            f"3 replicas, events/s (N={so.get('events', 'na')}, "
+            f"+{so.get('proxy_delay_ms', 'na')} ms to PG{_median_of(so)})",
+            fmt(three, 0),
+            fmt(one, 0) + " (1 replica)" if one is not None else "na",
+            fmt(xr, 3),
+            f">= {TARGET_SCALEOUT_RATIO}",
+            verdict(xr, TARGET_SCALEOUT_RATIO, True),
         )
     )
     rp = results.get("replay") or {}

@@ -24,6 +24,11 @@ latency     a fresh serve and database process BENCH_WARMUP events first; then s
             opens the pattern. Latency = when a consumer of the notifications topic receives that pattern's
             pattern_opened (matched by pattern.provider_npi) minus when the third denial was handed to the
             producer. Probes count toward the offered rate.
+scaleout    BENCH_SCALEOUT_EVENTS events (default min(BENCH_EVENTS, 30000)) through serve with 1 replica and
+            with 3 replicas in one consumer group (6 partitions: 6 tasks), each run on a fresh database reached
+            through a loopback proxy that delays every chunk by BENCH_PROXY_DELAY_MS (default 2) each way
+            (bench/delay_proxy.py), so that the work is I/O-bound as over a real network and the 2 cores here are
+            not the limit. scaleout_ratio = events/s with 3 replicas / with 1; target >= 2.4 (issue #13).
 poison      the throughput phase's BENCH_EVENTS events, and the same events with one hostile record per 1,000
             (BENCH_POISON_EVERY) mixed in, each next to a real event under its key (cases from the test corpus,
             tests/support/hostile.py, starting with JSON nested 10,000 deep); serve runs over each, alternating,
@@ -34,7 +39,8 @@ throughput and scale run BENCH_REPEAT times (default 3), alternating their two s
 run of each side (a shared 2-core machine is noisy); every run is in the JSON.
 
 Writes BENCH_OUT/bench.json (default bench-out/), prints a table, and as the very last line
-`ratio=R p99_ms=L scale_ratio=S rss_mb=M poison_ratio=P`. Topics, consumer groups and databases are fresh per run and
+`ratio=R p99_ms=L scale_ratio=S rss_mb=M poison_ratio=P scaleout_ratio=X`.
+Topics, consumer groups and databases are fresh per run and
 deleted at the end (BENCH_KEEP=1 keeps them). Other knobs: BENCH_SEED, BENCH_DAYS, BENCH_RUN_TIMEOUT (per
 serve/pipe run, seconds, default 300: a run that times out reports the rate it managed as a lower bound),
 BENCH_SCALE_OPEN_SHARE (see bench/preload.py), BENCH_KAFKA, BENCH_PG_URL, BENCH_OUT. Any DOCLOOP_* variable in
@@ -75,7 +81,7 @@ from schemas import npi_is_valid
 from tests.support.hostile import corpus, deep_nesting
 
 ROOT = Path(__file__).resolve().parents[1]
-PHASES = ("throughput", "replay", "scale", "latency", "poison")
+PHASES = ("throughput", "replay", "scale", "latency", "poison", "scaleout")
 INBOUND = ("claims", "notes", "acks")
 KIND = {"claim.denied": "claims", "note.signed": "notes", "feedback.acknowledged": "acks"}
 
@@ -113,6 +119,8 @@ class Config:
     keep: bool = False
     partitions: int = 6
     poison_every: int = 1000
+    scaleout_events: int = 30_000
+    proxy_delay_ms: float = 2.0
 
     @classmethod
     def from_env(cls) -> Config:
@@ -124,6 +132,8 @@ class Config:
         cfg = cls(
             events=events,
             scale_events=_int("BENCH_SCALE_EVENTS", min(events, 50_000)),
+            scaleout_events=_int("BENCH_SCALEOUT_EVENTS", min(events, 30_000)),
+            proxy_delay_ms=_float("BENCH_PROXY_DELAY_MS", 2.0),
             scale_cases=_int("BENCH_SCALE_CASES", 1_000_000),
             scale_open_share=_float("BENCH_SCALE_OPEN_SHARE", 0.0),
             rate=_int("BENCH_RATE", 200),
@@ -879,6 +889,83 @@ class Bench:
             "poisoned_runs": poisoned,
         }
 
+    async def run_replicas(
+        self, label: str, topics: Topics, ends: dict[TopicPartition, int], replicas: int, proxy_port: int
+    ) -> dict[str, Any]:
+        """`replicas` serve processes in one group on a fresh, migrated database reached through the delaying
+        proxy; events/s from the first ready to drained (lag 0 and outbox published)."""
+        database = await self.dbs.create(label)
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database-url", self.dbs.url(database)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        url = make_url(self.dbs.url(database)).set(host="127.0.0.1", port=proxy_port)
+        group = f"{topics.prefix}{label}.engine"
+        await settle()
+        started = []
+        for index in range(replicas):
+            env = self.serve_env(topics, group, database)
+            env["DOCLOOP_DATABASE_URL"] = url.render_as_string(hide_password=False)
+            env["DOCLOOP_MIGRATE_ON_START"] = "false"
+            started.append(
+                self.procs.start(f"serve-{label}-{index}", [sys.executable, "-m", "engine.cli", "serve"], env)
+            )
+        try:
+            ready = min([await Processes.ready(process, path, '"docloop serving"') for process, path in started])
+            drain = await self.drain(group, ends, ready, started[0][0], database, self.cfg.run_timeout)
+        finally:
+            for process, _ in started:
+                await self.procs.stop(process)
+        total = sum(ends.values())
+        return {"database": database, "replicas": replicas, **self._figures(drain, total, None, None, {})}
+
+    async def scaleout(self) -> None:
+        n, repeat = self.cfg.scaleout_events, self.cfg.repeat
+        topics, ends, _ = await self.inbound(n)
+        target = make_url(self.cfg.pg_url)
+        port = free_port()
+        proxy = self.procs.start(
+            "delay-proxy",
+            [
+                sys.executable,
+                "-m",
+                "bench.delay_proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--to",
+                f"{target.host}:{target.port}",
+                "--delay-ms",
+                str(self.cfg.proxy_delay_ms),
+            ],
+            dict(os.environ),
+        )[0]
+        try:
+            await asyncio.sleep(1.0)
+            ones, threes = [], []
+            for r in range(repeat):  # alternating, so slow spells of the machine hit both sides alike
+                log(f"scaleout {r + 1}/{repeat}: 1 replica over {n} events, {self.cfg.proxy_delay_ms} ms each way")
+                ones.append(await self.run_replicas(f"one{r}", topics, ends, 1, port))
+                log(f"  1 replica: {describe(ones[-1])}")
+                log(f"scaleout {r + 1}/{repeat}: 3 replicas over {n} events")
+                threes.append(await self.run_replicas(f"three{r}", topics, ends, 3, port))
+                log(f"  3 replicas: {describe(threes[-1])}")
+        finally:
+            await self.procs.stop(proxy)
+        one, three = report.median_run(ones), report.median_run(threes)
+        self.results["scaleout"] = {
+            "events": n,
+            "repeat": repeat,
+            "proxy_delay_ms": self.cfg.proxy_delay_ms,
+            "one": one,
+            "three": three,
+            "scaleout_ratio": report.ratio(three["events_per_s"], one["events_per_s"]),
+            "one_runs": ones,
+            "three_runs": threes,
+        }
+
     async def latency(self) -> None:
         cfg = self.cfg
         slots = cfg.rate * cfg.latency_seconds
@@ -1094,6 +1181,7 @@ class Bench:
                     "scale_ratio": report.TARGET_SCALE_RATIO,
                     "rss_mb": report.TARGET_RSS_MB,
                     "poison_ratio": report.TARGET_POISON_RATIO,
+                    "scaleout_ratio": report.TARGET_SCALEOUT_RATIO,
                 },
                 "errors": {},
             }
@@ -1209,6 +1297,7 @@ def summarize(results: dict[str, Any]) -> tuple[str, str]:
         (results.get("scale") or {}).get("scale_ratio"),
         (results.get("memory") or {}).get("rss_mb"),
         (results.get("poison") or {}).get("poison_ratio"),
+        (results.get("scaleout") or {}).get("scaleout_ratio"),
     )
     return report.render_table(report.build_rows(results)), line
 

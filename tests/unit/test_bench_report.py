@@ -61,11 +61,11 @@ def test_format_and_verdict() -> None:
 def test_summary_line_is_stable() -> None:
     assert (
         report.summary_line(0.4567, 123.45, 0.912, 180.26, 0.934)
-        == "ratio=0.46 p99_ms=123.5 scale_ratio=0.91 rss_mb=180.3 poison_ratio=0.93"
+        == "ratio=0.46 p99_ms=123.5 scale_ratio=0.91 rss_mb=180.3 poison_ratio=0.93 scaleout_ratio=na"
     )
     assert (
         report.summary_line(None, math.inf, None, None)
-        == "ratio=na p99_ms=inf scale_ratio=na rss_mb=na poison_ratio=na"
+        == "ratio=na p99_ms=inf scale_ratio=na rss_mb=na poison_ratio=na scaleout_ratio=na"
     )
 
 
@@ -92,11 +92,21 @@ def test_table_rows_and_alignment() -> None:
             "poisoned": {"events_per_s": 300.0},
             "poison_ratio": 0.75,
         },
+        "scaleout": {
+            "events": 1000,
+            "proxy_delay_ms": 2.0,
+            "one": {"events_per_s": 400.0},
+            "three": {"events_per_s": 1000.0},
+            "scaleout_ratio": 2.5,
+        },
         "replay": {"events": 1000, "events_per_s": 900.0},
     }
     rows = report.build_rows(results)
     verdicts = [row.result for row in rows if row.result]
-    assert verdicts == ["PASS", "FAIL", "PASS", "PASS", "FAIL"]  # ratio, p99 (unbounded), scale, rss, poison
+    # ratio, p99 (unbounded), scale, rss, poison, scale-out
+    assert verdicts == ["PASS", "FAIL", "PASS", "PASS", "FAIL", "PASS"]
+    scaleout = next(row for row in rows if row.measure.startswith("3 replicas"))
+    assert (scaleout.value, scaleout.baseline, scaleout.ratio) == ("1000", "400 (1 replica)", "2.500")
     poison = next(row for row in rows if "hostile" in row.measure)
     assert (poison.value, poison.baseline, poison.ratio) == ("300", "400 (clean)", "0.750")
     p99 = next(row for row in rows if row.measure.startswith("latency p99"))
