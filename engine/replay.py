@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.database import connect
+from engine.domain import ids
 from engine.partitioning import input_of, provider_of, task_of_npi
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
@@ -60,10 +61,12 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
                 f"the store's tasks were computed for {stored} partitions, not {count}: use --partitions {stored}"
             )
         inputs: dict[int, TaskInputs] = {}
+        origins: dict[str, str] = {}  # DLQ message id -> "file:line", for dlq.jsonl
         wall = processor.wall_clock()
         for raw in read_events(paths):
             lines += 1
             decoded = processor.decoded(raw, wall)
+            origins[ids.dlq_id(raw.origin)] = raw.origin
             task, topic = 0, topics["claims"]  # invalid: no key to go by; it only reaches the DLQ, from any task
             if not isinstance(decoded, InvalidEvent):
                 npi = provider_of(decoded)
@@ -92,7 +95,7 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
             await flush(task)
         while (stage := await processor.run_department_stage(everything=True)).facts:
             report.add(stage)
-        counts = await _write_outputs(database, out, first_new)
+        counts = await _write_outputs(database, out, first_new, origins)
     finally:
         await database.dispose()
     return ReplayResult(lines, report, counts["notifications"], counts["escalations"], counts["dlq"])
@@ -117,7 +120,7 @@ async def _task_of_notification(database: AsyncEngine, raw: RawEvent, partitions
     return task_of_npi(npi, partitions) if npi else 0
 
 
-async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> dict[str, int]:
+async def _write_outputs(database: AsyncEngine, out: Path, first_new: int, origins: dict[str, str]) -> dict[str, int]:
     files = {
         name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in ("notifications", "escalations", "dlq")
     }
@@ -134,7 +137,8 @@ async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> di
             for row in [*messages, *(r for r in rows if r.stream == "dlq")]:
                 if row.stream == "dlq":
                     raw = None if row.value is None else row.value.decode("utf-8", "replace")
-                    line = json.dumps({"reason": row.reason, "raw": raw})
+                    source = origins.get(row.message_id)
+                    line = json.dumps({"reason": row.reason, "source": source, "raw": raw})
                 else:
                     line = row.value.decode("utf-8")
                 files[row.stream].write(line + "\n")

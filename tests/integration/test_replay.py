@@ -126,3 +126,12 @@ def test_replay_runs_on_postgresql(tmp_path: Path, replayed: Path) -> None:
     asyncio.run(reset_postgres(url))
     replay(tmp_path, "--database-url", url)
     assert (tmp_path / "notifications.jsonl").read_bytes() == (replayed / "notifications.jsonl").read_bytes()
+
+
+def test_every_rejected_line_is_listed_with_its_file_and_line(replayed: Path) -> None:
+    lines = SCENARIO.read_text().splitlines()
+    dead = read(replayed / "dlq.jsonl")
+    assert dead and all(str(entry["source"]).startswith("scenario.jsonl:") for entry in dead)
+    for entry in dead:
+        number = int(str(entry["source"]).rsplit(":", 1)[1])
+        assert lines[number - 1] == entry["raw"]  # the very line that was rejected
