@@ -58,6 +58,7 @@ class EvidenceRef:
     claim_id: str
     encounter_id: str
     service_date: date
+    payer_id: str = ""  # lets a silence for a payer outage match the patterns that payer's denials built
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Pattern:
     resolved_at: datetime | None = None
     next_due_at: datetime | None = None
     escalations: list[str] = field(default_factory=list)  # "level:reason" already raised for this episode
+    provider_name: str | None = None  # from the latest denial that named the rendering provider
 
     @property
     def key(self) -> PatternKey:

@@ -173,7 +173,8 @@ def _pattern(row: Row[Any]) -> Pattern:
         amount_at_risk=row.amount_at_risk,
         reason_codes=list(row.reason_codes),
         evidence=[
-            EvidenceRef(e["claim_id"], e["encounter_id"], date.fromisoformat(e["service_date"])) for e in row.evidence
+            EvidenceRef(e["claim_id"], e["encounter_id"], date.fromisoformat(e["service_date"]), e.get("payer_id", ""))
+            for e in row.evidence
         ],
         last_service_date=row.last_service_date,
         billed_with_modifier_25=row.billed_with_modifier_25,
@@ -185,6 +186,7 @@ def _pattern(row: Row[Any]) -> Pattern:
         resolved_at=row.resolved_at,
         next_due_at=row.next_due_at,
         escalations=list(row.escalations),
+        provider_name=row.provider_name,
     )
 
 
@@ -202,7 +204,12 @@ def _pattern_row(p: Pattern) -> dict[str, Any]:
         "amount_at_risk": p.amount_at_risk,
         "reason_codes": p.reason_codes,
         "evidence": [
-            {"claim_id": e.claim_id, "encounter_id": e.encounter_id, "service_date": e.service_date.isoformat()}
+            {
+                "claim_id": e.claim_id,
+                "encounter_id": e.encounter_id,
+                "service_date": e.service_date.isoformat(),
+                "payer_id": e.payer_id,
+            }
             for e in p.evidence
         ],
         "last_service_date": p.last_service_date,
@@ -215,6 +222,7 @@ def _pattern_row(p: Pattern) -> dict[str, Any]:
         "resolved_at": p.resolved_at,
         "next_due_at": p.next_due_at,
         "escalations": p.escalations,
+        "provider_name": p.provider_name,
     }
 
 

@@ -136,6 +136,7 @@ patterns = Table(
     Column("resolved_at", UTCDateTime, nullable=True),
     Column("next_due_at", UTCDateTime, nullable=True, index=True),
     Column("escalations", JSON, nullable=False),
+    Column("provider_name", String(256), nullable=True),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
