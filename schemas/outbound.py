@@ -97,6 +97,7 @@ class EscalationFacts(Outbound):
     amount_at_risk: Money
     providers: list[str]
     provider_names: dict[str, str] = Field(default_factory=dict, description="NPI -> name, where a denial named one")
+    payer_ids: list[str] = Field(default_factory=list, description="payers of the denials in the evidence")
     open_patterns: int = Field(description="patterns behind this escalation that are open now")
     days_since_feedback: int | None = None
 
@@ -109,6 +110,7 @@ class EscalationRaised(Outbound):
     pattern_id: str | None
     department: str
     root_cause: RootCause
+    procedure_code: str | None = Field(default=None, description="the pattern's procedure; null for systemic")
     facts: EscalationFacts
     summary: str
     created_at: datetime

@@ -18,16 +18,25 @@ from engine.domain import ids
 from engine.domain.model import Pattern
 from engine.domain.routing_config import RoutingConfig
 from schemas import (
+    DigestPattern,
     EscalationFacts,
     EscalationRaised,
     EscalationTarget,
     Evidence,
+    FeedbackDigest,
     FeedbackNotification,
     PatternSummary,
     Recipient,
     RootCause,
 )
-from schemas.outbound import Audience, EscalationReason, EscalationRole, NotificationKind
+from schemas.outbound import (
+    Audience,
+    DigestAudience,
+    DigestReason,
+    EscalationReason,
+    EscalationRole,
+    NotificationKind,
+)
 
 EVIDENCE_LIMIT = 10
 PROVIDERS_NAMED = 5  # a systemic summary names this many providers, then counts the rest
@@ -213,12 +222,14 @@ class Composer:
             pattern_id=single.pattern_id if single else None,
             department=department,
             root_cause=root_cause,
+            procedure_code=single.procedure_code if single else None,
             facts=EscalationFacts(
                 case_count=cases,
                 post_feedback_cases=after,
                 amount_at_risk=amount,
                 providers=providers,
                 provider_names=dict(sorted(names.items())),
+                payer_ids=sorted({e.payer_id for p in patterns for e in p.evidence if e.payer_id}),
                 open_patterns=len(patterns),
                 days_since_feedback=days,
             ),
@@ -232,3 +243,72 @@ def _providers(npis: list[str], names: dict[str, str]) -> str:
     more = len(npis) - PROVIDERS_NAMED
     listed = ", ".join(named) + (f" and {more} more" if more > 0 else "")
     return f"{'Provider' if len(npis) == 1 else 'Providers'}: {listed}"
+
+
+def digest(
+    route: str,
+    audience: DigestAudience,
+    recipient: Recipient,
+    reason: DigestReason,
+    items: list[FeedbackNotification | EscalationRaised],
+    window_start: datetime,
+    window_end: datetime,
+) -> FeedbackDigest:
+    """What was due for one recipient in one group window, one entry per pattern, in the order first routed.
+
+    Each entry keeps the words the per-fact messages already chose for this audience (clinician entries carry
+    no money because clinician notifications carry none)."""
+    entries: dict[str, DigestPattern] = {}
+    for item in items:
+        if isinstance(item, FeedbackNotification):
+            key, headline, message_id = item.pattern_id, item.title, item.notification_id
+            found = entries.get(key)
+            entries[key] = DigestPattern(
+                pattern_id=item.pattern_id,
+                department=item.pattern.department,
+                root_cause=item.pattern.root_cause,
+                pattern=item.pattern,  # the latest summary: counts as of the newest fact in the window
+                headlines=[*(found.headlines if found else []), headline],
+                evidence=item.evidence,
+                message_ids=[*(found.message_ids if found else []), message_id],
+            )
+        else:
+            key = item.pattern_id or f"systemic|{item.department}|{item.root_cause.value}"
+            found = entries.get(key)
+            entries[key] = DigestPattern(
+                pattern_id=item.pattern_id,
+                department=item.department,
+                root_cause=item.root_cause,
+                headlines=[*(found.headlines if found else []), f"Level {item.level}: {item.summary}"],
+                evidence=[],
+                message_ids=[*(found.message_ids if found else []), item.escalation_id],
+            )
+    patterns = list(entries.values())
+    covers = [m for entry in patterns for m in entry.message_ids]
+    count = _plural(len(patterns), "pattern")
+    if audience == "clinician":
+        title = f"Your documentation feedback: {count}"
+        opening = "Feedback gathered since the last summary, one line per documentation pattern:"
+    elif audience == "billing":
+        title = f"Denial patterns digest: {count}, {_plural(len(covers), 'update')}"
+        opening = "Pattern updates since the last digest (details and codes per pattern below):"
+    else:
+        title = f"Escalations: {count}"
+        opening = "Escalations raised since the last digest:"
+    if reason == "resolved":
+        title += " (good news: resolved)"
+    lines = [f"- {'; '.join(entry.headlines)}" for entry in patterns]
+    return FeedbackDigest(
+        digest_id=ids.digest_id(f"{recipient.type}:{recipient.id}", route, window_start, window_end),
+        audience=audience,
+        recipient=recipient,
+        route=route,
+        reason=reason,
+        window_start=window_start,
+        window_end=window_end,
+        title=title,
+        body="\n".join([opening, *lines]),
+        patterns=patterns,
+        covers=covers,
+        created_at=window_end,
+    )

@@ -294,10 +294,14 @@ class _Reader:
         for label in group_by:
             if label not in LABELS:
                 raise self.fail(f"{path}.group_by", f"unknown label {label!r}")
+        if delivery == "send" and "group_wait" in entry:
+            raise self.fail(f"{path}.group_wait", "a send route sends at once; wait in a digest route instead")
         settings = _Inherited(
             delivery=delivery,
             group_by=tuple(group_by),
-            group_wait=self.duration(entry, "group_wait", path, inherited.group_wait),
+            group_wait=timedelta(0)
+            if delivery == "send"
+            else self.duration(entry, "group_wait", path, inherited.group_wait),
             group_interval=self.duration(entry, "group_interval", path, inherited.group_interval),
             repeat_interval=self.duration(entry, "repeat_interval", path, inherited.repeat_interval),
             overflow=overflow,
