@@ -24,6 +24,7 @@ from engine.domain.routing_config import RoutingConfig
 from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification
 
 AUDIENCES = ("clinician", "billing", "leadership")
+OUTCOMES = {"digest": "grouped", "silence": "silenced", "inhibited": "inhibited", "rate_limited": "rate_limited"}
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def volume(routed: Iterable[Routed], config: RoutingConfig | None = None) -> Vol
         else:
             recipient = router.labels(message)["recipient"][0]
             if message.delivery != "send":
-                reason = (message.delivery_reason or "").split(":", 1)[0]
-                outcomes[audience][{"silence": "silenced", "inhibited": "inhibited"}.get(reason, reason or "grouped")] += 1
+                why = (message.delivery_reason or "").split(":", 1)[0]
+                outcomes[audience][OUTCOMES.get(why, why)] += 1
                 continue
         day = message.created_at.date()
         per_day[audience][(recipient, day)] += 1
@@ -108,7 +109,7 @@ def volume(routed: Iterable[Routed], config: RoutingConfig | None = None) -> Vol
                 digests=counted["digests"],
                 per_day=Spread.of(list(days.values())),
                 per_week=Spread.of(list(weeks.values())),
-                grouped=counted["digest"],
+                grouped=counted["grouped"],
                 inhibited=counted["inhibited"],
                 silenced=counted["silenced"],
                 rate_limited=counted["rate_limited"],
@@ -159,9 +160,7 @@ def targets(routed: Sequence[Routed], config: RoutingConfig | None = None) -> Ta
     config = config or RoutingConfig.load()
     escalations = [m for m in routed if isinstance(m, EscalationRaised)]
     clinical = {cause for cause, owner in config.owner.items() if config.teams[owner].clinician_facing}
-    administrative = sum(
-        1 for e in escalations if e.target.role == "department_lead" and e.root_cause not in clinical
-    )
+    administrative = sum(1 for e in escalations if e.target.role == "department_lead" and e.root_cause not in clinical)
     false_claims = sum(
         1
         for m in routed
