@@ -16,7 +16,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from engine.domain.routing import Message, Routed, Router, route_stream
@@ -168,18 +168,15 @@ def targets(routed: Sequence[Routed], config: RoutingConfig | None = None) -> Ta
         and m.pattern.root_cause not in clinical
         and "clinician" in m.body.lower()
     ) + sum(1 for e in escalations if e.root_cause not in clinical and "clinician" in e.summary.lower())
-    systemic_since: dict[tuple[str, str], object] = {}
+    systemic_since: dict[tuple[str, str], datetime] = {}
     for e in sorted(escalations, key=lambda e: (e.created_at, e.escalation_id)):
         if e.reason == "systemic":
             systemic_since.setdefault((e.department, e.root_cause.value), e.created_at)
-    leaked = sum(
-        1
-        for e in escalations
-        if e.pattern_id is not None
-        and e.delivery != "held"
-        and (opened := systemic_since.get((e.department, e.root_cause.value))) is not None
-        and e.created_at >= opened  # type: ignore[operator]
-    )
+    leaked = 0
+    for e in escalations:
+        opened = systemic_since.get((e.department, e.root_cause.value))
+        if e.pattern_id is not None and e.delivery != "held" and opened is not None and e.created_at >= opened:
+            leaked += 1
     clinician = volume(routed, config).of("clinician")
     return Targets(
         administrative_to_department_leads=administrative,
