@@ -284,7 +284,7 @@ def digest(
                 message_ids=[*(found.message_ids if found else []), item.escalation_id],
             )
     patterns = list(entries.values())
-    covers = [m for entry in patterns for m in entry.message_ids]
+    covers = [item.notification_id if isinstance(item, FeedbackNotification) else item.escalation_id for item in items]
     count = _plural(len(patterns), "pattern")
     if audience == "clinician":
         title = f"Your documentation feedback: {count}"
