@@ -20,10 +20,12 @@ INBOUND: dict[str, type[BaseModel]] = {
     "claim-denied": schemas.ClaimDenied,
     "note-signed": schemas.NoteSigned,
     "feedback-acknowledged": schemas.FeedbackAcknowledged,
+    "feedback-silence": schemas.FeedbackSilence,
 }
 OUTBOUND: dict[str, type[BaseModel]] = {
     "feedback-notification": schemas.FeedbackNotification,
     "escalation-raised": schemas.EscalationRaised,
+    "feedback-digest": schemas.FeedbackDigest,
 }
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         "feedback.notifications.v1", description="outbound topic of FeedbackNotification messages"
     )
     topic_escalations: str = Field("feedback.escalations.v1", description="outbound topic of EscalationRaised messages")
+    topic_silences: str = Field(
+        "feedback.silence.v1", description="inbound topic of FeedbackSilence events (read by the routing stage)"
+    )
     topic_dlq: str = Field("docloop.dlq.v1", description="dead-letter topic: rejected input, bytes unchanged")
     topic_partitions: int = Field(6, ge=1, description="partitions of the topics the engine declares")
     topic_replication: int = Field(1, ge=1, description="replication factor of the topics the engine declares")

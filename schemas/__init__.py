@@ -1,7 +1,7 @@
 """Docloop's public event contracts. Other systems may import this package to build and check events."""
 
 from schemas.common import SCHEMA_VERSION, RootCause, npi_is_valid
-from schemas.decoding import InvalidEvent, decode_event
+from schemas.decoding import InvalidEvent, decode_event, decode_silence
 from schemas.inbound import (
     Acknowledger,
     Adjustment,
@@ -10,17 +10,21 @@ from schemas.inbound import (
     DenialLine,
     Documentation,
     FeedbackAcknowledged,
+    FeedbackSilence,
     InboundEvent,
     NoteSigned,
     PatternKey,
     Payer,
     RenderingProvider,
+    SilenceMatchers,
 )
 from schemas.outbound import (
+    DigestPattern,
     EscalationFacts,
     EscalationRaised,
     EscalationTarget,
     Evidence,
+    FeedbackDigest,
     FeedbackNotification,
     PatternSummary,
     Recipient,
@@ -33,13 +37,16 @@ __all__ = [
     "Author",
     "ClaimDenied",
     "DenialLine",
+    "DigestPattern",
     "Documentation",
     "EscalationFacts",
     "EscalationRaised",
     "EscalationTarget",
     "Evidence",
     "FeedbackAcknowledged",
+    "FeedbackDigest",
     "FeedbackNotification",
+    "FeedbackSilence",
     "InboundEvent",
     "InvalidEvent",
     "NoteSigned",
@@ -49,6 +56,8 @@ __all__ = [
     "Recipient",
     "RenderingProvider",
     "RootCause",
+    "SilenceMatchers",
     "decode_event",
+    "decode_silence",
     "npi_is_valid",
 ]

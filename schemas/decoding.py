@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.inbound import EVENT_MODELS, ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned
+from schemas.inbound import EVENT_MODELS, ClaimDenied, FeedbackAcknowledged, FeedbackSilence, InboundEvent, NoteSigned
 
 # One pass over the bytes for the common case (a valid event); the slower path below only runs for
 # invalid input, to say precisely what is wrong with it.
@@ -167,3 +167,22 @@ def decode_event(raw: bytes | str) -> InboundEvent:
         raise
     except Exception as error:  # a decoder fault must cost one event, never the batch it came in
         raise InvalidEvent(f"not decodable: {type(error).__name__} while reading the value") from None
+
+
+def decode_silence(raw: bytes | str) -> FeedbackSilence:
+    """A FeedbackSilence from its topic, or InvalidEvent with a reason free of values."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidEvent("not JSON: the value must be one UTF-8 JSON object") from None
+    if not isinstance(document, dict):
+        raise InvalidEvent("not a JSON object")
+    if document.get("event_type") != "feedback.silence":
+        raise InvalidEvent("unknown event_type: expected feedback.silence")
+    version = document.get("schema_version")
+    if version != 1 or isinstance(version, bool):
+        raise InvalidEvent("unsupported schema_version: this engine reads schema_version 1")
+    try:
+        return FeedbackSilence.model_validate(document)
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None

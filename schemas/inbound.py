@@ -129,6 +129,54 @@ class FeedbackAcknowledged(Envelope):
         return self
 
 
+class SilenceMatchers(Contract):
+    """Equality matchers: a message matches when, for every list given, each of its values is in the list.
+
+    A message about several providers or payers (a systemic escalation, a pattern's evidence) matches only if
+    all of them are listed: a silence never hides what it does not fully cover. No regular expressions.
+    """
+
+    provider_npi: list[NPI] = Field(default_factory=list, max_length=1000)
+    department: list[Identifier] = Field(default_factory=list, max_length=1000)
+    root_cause: list[RootCause] = Field(default_factory=list, max_length=100)
+    payer_id: list[Identifier] = Field(default_factory=list, max_length=1000)
+    procedure_code: list[Code] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _names_something(self) -> SilenceMatchers:
+        if not any((self.provider_npi, self.department, self.root_cause, self.payer_id, self.procedure_code)):
+            raise ValueError("a silence needs at least one matcher (it would silence everything)")
+        return self
+
+
+class FeedbackSilence(Envelope):
+    """Hold matching notifications and escalations between starts_at and ends_at (e.g. a known payer outage).
+
+    `set` creates the silence, or replaces the one with the same silence_id (to extend or shorten it);
+    `expire` ends it early, at `ends_at` if given, else at `occurred_at`. Consumed by the routing stage on
+    its own topic (DOCLOOP_TOPIC_SILENCES), not by the pattern rules.
+    """
+
+    event_type: Literal["feedback.silence"]
+    schema_version: Literal[1]
+    silence_id: Identifier
+    action: Literal["set", "expire"] = "set"
+    matchers: SilenceMatchers | None = None
+    starts_at: EventTime | None = Field(default=None, description="default: occurred_at")
+    ends_at: EventTime | None = None
+    author: str = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _complete(self) -> FeedbackSilence:
+        if self.action == "set":
+            if self.matchers is None or self.ends_at is None:
+                raise ValueError("a silence that is set needs matchers and ends_at")
+            if self.ends_at <= (self.starts_at or self.occurred_at):
+                raise ValueError("ends_at must be after starts_at")
+        return self
+
+
 InboundEvent = ClaimDenied | NoteSigned | FeedbackAcknowledged
 
 EVENT_MODELS: dict[str, type[ClaimDenied] | type[NoteSigned] | type[FeedbackAcknowledged]] = {

@@ -34,6 +34,7 @@ class CodeBook:
     rarc: dict[str, RootCause]
     category: dict[RootCause, str]
     clinician_facing: frozenset[RootCause]
+    owner: dict[RootCause, str]  # the team that can fix it; teams are defined in routing.json
 
     @classmethod
     def load(cls, path: Path | None = None) -> CodeBook:
@@ -57,6 +58,13 @@ class CodeBook:
         missing = set(RootCause) - {RootCause(name) for name in causes}
         if missing:
             raise ValueError(f"code book has no entry for root causes: {sorted(missing)}")
+        for name, entry in causes.items():
+            owner = entry.get("owner") if isinstance(entry, dict) else None
+            if not isinstance(owner, str) or not owner:
+                raise ValueError(
+                    f"codebook.json: root_causes.{name}.owner: missing; name the team that can fix it "
+                    "(one of the teams in routing.json)"
+                )
         return cls(
             not_denials=frozenset(str(code) for code in data["not_denials"]),  # type: ignore[attr-defined]
             carc={str(code): rule(entry) for code, entry in carc.items()},
@@ -64,6 +72,7 @@ class CodeBook:
             rarc={str(code): RootCause(cause) for code, cause in rarc.items()},
             category={RootCause(name): str(entry["category"]) for name, entry in causes.items()},
             clinician_facing=frozenset(RootCause(name) for name, entry in causes.items() if entry["clinician"]),
+            owner={RootCause(name): str(entry["owner"]) for name, entry in causes.items()},
         )
 
     def is_clinician_facing(self, root_cause: RootCause) -> bool:

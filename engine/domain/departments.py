@@ -11,12 +11,12 @@ Pure: the caller loads the open patterns of the pairs the facts name and stores 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from engine.domain import ids
 from engine.domain.messages import Composer
-from engine.domain.model import DepartmentFact, Pattern
+from engine.domain.model import DepartmentFact, EvidenceRef, Pattern
 from schemas import EscalationRaised, RootCause
 
 Pair = tuple[str, RootCause]
@@ -72,4 +72,7 @@ def _pattern(fact: DepartmentFact) -> Pattern:
         post_feedback_cases=int(s.get("post_feedback_cases") or 0),
         amount_at_risk=Decimal(str(s.get("amount_at_risk") or "0.00")),
         opened_at=datetime.fromisoformat(opened) if isinstance(opened, str) else None,
+        provider_name=str(s["provider_name"]) if s.get("provider_name") else None,
+        # Only the payers reach the escalation (a silence for a payer outage matches by them).
+        evidence=[EvidenceRef("", "", date.min, payer) for payer in str(s.get("payer_ids") or "").split(",") if payer],
     )

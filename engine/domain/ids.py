@@ -27,5 +27,9 @@ def escalation_id(subject: str, level: int, reason: str) -> str:
     return derive("escalation", subject, level, reason)
 
 
+def digest_id(recipient: str, route: str, window_start: object, window_end: object) -> str:
+    return derive("digest", recipient, route, window_start, window_end)
+
+
 def dlq_id(source_id: str) -> str:
     return derive("dlq", source_id)

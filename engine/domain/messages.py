@@ -1,13 +1,14 @@
 """Message composition: the same pattern told three ways.
 
 Clinicians hear about the documentation gap in clinical words (no money, no advice on codes); billing
-staff hear codes and dollars; leadership hears trend, money and ownership.
+staff hear codes and dollars; leadership hears trend, money and ownership. Escalations go to the lead of the
+team that owns the root cause (routing.json), so a clinical department lead hears only about documentation.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -15,19 +16,30 @@ from typing import Literal
 
 from engine.domain import ids
 from engine.domain.model import Pattern
+from engine.domain.routing_config import RoutingConfig
 from schemas import (
+    DigestPattern,
     EscalationFacts,
     EscalationRaised,
     EscalationTarget,
     Evidence,
+    FeedbackDigest,
     FeedbackNotification,
     PatternSummary,
     Recipient,
     RootCause,
 )
-from schemas.outbound import Audience, EscalationReason, NotificationKind
+from schemas.outbound import (
+    Audience,
+    DigestAudience,
+    DigestReason,
+    EscalationReason,
+    EscalationRole,
+    NotificationKind,
+)
 
 EVIDENCE_LIMIT = 10
+PROVIDERS_NAMED = 5  # a systemic summary names this many providers, then counts the rest
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class Composer:
     wording: dict[RootCause, Wording]
     billing_team: str
     quiet_days: int
+    routing: RoutingConfig = field(default_factory=RoutingConfig.load)
 
     def notification(
         self, kind: NotificationKind, audience: Audience, pattern: Pattern, now: datetime, about: str = ""
@@ -91,7 +104,12 @@ class Composer:
             body=body,
             guidance=guidance,
             evidence=[
-                Evidence(claim_id=e.claim_id, encounter_id=e.encounter_id, service_date=e.service_date)
+                Evidence(
+                    claim_id=e.claim_id,
+                    encounter_id=e.encounter_id,
+                    service_date=e.service_date,
+                    payer_id=e.payer_id or None,
+                )
                 for e in evidence[:EVIDENCE_LIMIT]
             ],
             created_at=now,
@@ -152,8 +170,12 @@ class Composer:
             body += " A newly signed note for this code fails the documentation check: review before submission."
         elif kind == "pattern_resolved":
             body += f" No new denials for {self.quiet_days} days since feedback."
-        elif kind == "reminder":
+        elif kind == "reminder" and self.routing.team_of(p.root_cause).clinician_facing:
             body += " The clinician has not acknowledged the feedback yet."
+        elif kind == "reminder":
+            # No clinician was told about an administrative root cause: the reminder is billing's own.
+            owner = self.routing.team_of(p.root_cause).label
+            body += f" Nobody has acknowledged this pattern yet; the fix lies with {owner}."
         return title, body, words.billing_guidance
 
     def escalation(
@@ -175,35 +197,118 @@ class Composer:
         opened = single.opened_at if single else None
         days = (now - opened).days if opened else None
         label = self.wording[root_cause].label
-        role: Literal["department_lead", "revenue_cycle_leadership"] = (
-            "department_lead" if level == 1 else "revenue_cycle_leadership"
-        )
-        owner = "department lead" if level == 1 else "revenue cycle leadership"
+        team = self.routing.team_of(root_cause)
+        role: EscalationRole = team.level_1 if level == 1 else team.level_2  # type: ignore[assignment]
+        told = "the clinician" if team.clinician_facing else "billing"
         if reason == "recurrence_after_feedback":
-            trend = f"{label} keeps recurring after feedback: {after} visits after feedback"
+            trend = f"{label} keeps recurring after feedback to {told}: {after} visits after feedback"
         elif reason == "unacknowledged":
-            trend = f"feedback on {label} unacknowledged for {days} days"
+            trend = f"feedback to {told} on {label} unacknowledged for {days} days"
         elif reason == "amount_at_risk":
             trend = f"{label} has reached {money(amount)} at risk"
         else:
             trend = f"{label} is open for {len(providers)} providers at once: a process gap, not one person's"
-        summary = f"{department}: {trend}. {_plural(cases, 'case')}, {money(amount)} at risk. Owner: {owner}."
+        names = {p.provider_npi: p.provider_name for p in patterns if p.provider_name}
+        summary = (
+            f"{department}: {trend}. {_plural(cases, 'case')}, {money(amount)} at risk. "
+            f"{_providers(providers, names)}. Owner: {team.label}; escalated to the {self.routing.role_label(role)}. "
+            f"{team.ask}"
+        )
         return EscalationRaised(
             escalation_id=ids.escalation_id(subject, level, reason),
             level=level,
             reason=reason,
-            target=EscalationTarget(role=role, department=department),
+            target=EscalationTarget(role=role, team=team.name, department=department),
             pattern_id=single.pattern_id if single else None,
             department=department,
             root_cause=root_cause,
+            procedure_code=single.procedure_code if single else None,
             facts=EscalationFacts(
                 case_count=cases,
                 post_feedback_cases=after,
                 amount_at_risk=amount,
                 providers=providers,
+                provider_names=dict(sorted(names.items())),
+                payer_ids=sorted({e.payer_id for p in patterns for e in p.evidence if e.payer_id}),
                 open_patterns=len(patterns),
                 days_since_feedback=days,
             ),
             summary=summary,
             created_at=now,
         )
+
+
+def _providers(npis: list[str], names: dict[str, str]) -> str:
+    named = [f"{names[n]} (NPI {n})" if n in names else f"NPI {n}" for n in npis[:PROVIDERS_NAMED]]
+    more = len(npis) - PROVIDERS_NAMED
+    listed = ", ".join(named) + (f" and {more} more" if more > 0 else "")
+    return f"{'Provider' if len(npis) == 1 else 'Providers'}: {listed}"
+
+
+def digest(
+    route: str,
+    audience: DigestAudience,
+    recipient: Recipient,
+    reason: DigestReason,
+    items: list[FeedbackNotification | EscalationRaised],
+    window_start: datetime,
+    window_end: datetime,
+) -> FeedbackDigest:
+    """What was due for one recipient in one group window, one entry per pattern, in the order first routed.
+
+    Each entry keeps the words the per-fact messages already chose for this audience (clinician entries carry
+    no money because clinician notifications carry none)."""
+    entries: dict[str, DigestPattern] = {}
+    for item in items:
+        if isinstance(item, FeedbackNotification):
+            key, headline, message_id = item.pattern_id, item.title, item.notification_id
+            found = entries.get(key)
+            entries[key] = DigestPattern(
+                pattern_id=item.pattern_id,
+                department=item.pattern.department,
+                root_cause=item.pattern.root_cause,
+                pattern=item.pattern,  # the latest summary: counts as of the newest fact in the window
+                headlines=[*(found.headlines if found else []), headline],
+                evidence=item.evidence,
+                message_ids=[*(found.message_ids if found else []), message_id],
+            )
+        else:
+            key = item.pattern_id or f"systemic|{item.department}|{item.root_cause.value}"
+            found = entries.get(key)
+            entries[key] = DigestPattern(
+                pattern_id=item.pattern_id,
+                department=item.department,
+                root_cause=item.root_cause,
+                headlines=[*(found.headlines if found else []), f"Level {item.level}: {item.summary}"],
+                evidence=[],
+                message_ids=[*(found.message_ids if found else []), item.escalation_id],
+            )
+    patterns = list(entries.values())
+    covers = [item.notification_id if isinstance(item, FeedbackNotification) else item.escalation_id for item in items]
+    count = _plural(len(patterns), "pattern")
+    if audience == "clinician":
+        title = f"Your documentation feedback: {count}"
+        opening = "Feedback gathered since the last summary, one line per documentation pattern:"
+    elif audience == "billing":
+        title = f"Denial patterns digest: {count}, {_plural(len(covers), 'update')}"
+        opening = "Pattern updates since the last digest (details and codes per pattern below):"
+    else:
+        title = f"Escalations: {count}"
+        opening = "Escalations raised since the last digest:"
+    if reason == "resolved":
+        title += " (good news: resolved)"
+    lines = [f"- {'; '.join(entry.headlines)}" for entry in patterns]
+    return FeedbackDigest(
+        digest_id=ids.digest_id(f"{recipient.type}:{recipient.id}", route, window_start, window_end),
+        audience=audience,
+        recipient=recipient,
+        route=route,
+        reason=reason,
+        window_start=window_start,
+        window_end=window_end,
+        title=title,
+        body="\n".join([opening, *lines]),
+        patterns=patterns,
+        covers=covers,
+        created_at=window_end,
+    )

@@ -58,6 +58,7 @@ class EvidenceRef:
     claim_id: str
     encounter_id: str
     service_date: date
+    payer_id: str = ""  # lets a silence for a payer outage match the patterns that payer's denials built
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Pattern:
     next_due_at: datetime | None = None
     escalations: list[str] = field(default_factory=list)  # "level:reason" already raised for this episode
     quarantine: str | None = None  # why its timers stopped (a fault while firing one); None when healthy
+    provider_name: str | None = None  # from the latest denial that named the rendering provider
 
     @property
     def key(self) -> PatternKey:

@@ -16,6 +16,7 @@ from engine.domain.checks import NoteFacts, has_check, passes_check
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
 from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.routing_config import RoutingConfig
 from engine.domain.state import State
 from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
 from schemas.outbound import Audience, EscalationReason, NotificationKind
@@ -69,7 +70,8 @@ class Engine:
     ) -> None:
         self.t = thresholds or Thresholds()
         self.codebook = codebook or CodeBook.load()
-        self.compose = Composer(load_wording(), self.t.billing_team, self.t.resolve_quiet_days)
+        routing = RoutingConfig.load(codebook=self.codebook)
+        self.compose = Composer(load_wording(), self.t.billing_team, self.t.resolve_quiet_days, routing)
         self.hash_patient = hash_patient
 
     # ---- entry points -------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ class Engine:
                 )
                 latest = state.latest_note(event.encounter_id)
                 case.note_id = latest.note_id if latest else None
-                self._add_case(case, state, now, out)
+                self._add_case(case, state, now, out, event.rendering_provider.name)
         return applied
 
     def _denied_again(self, case: Case, finding: Finding, state: State, now: datetime, out: list[Message]) -> None:
@@ -168,11 +170,13 @@ class Engine:
         if pattern.status is PatternStatus.OPEN:
             self._check_pattern_escalations(pattern, state, now, out)
 
-    def _add_case(self, case: Case, state: State, now: datetime, out: list[Message]) -> None:
+    def _add_case(self, case: Case, state: State, now: datetime, out: list[Message], provider_name: str = "") -> None:
         pattern = state.current_pattern(case.key)
         if pattern is None or pattern.status is PatternStatus.RESOLVED:
             pattern = self._new_episode(case, pattern)
             state.save_pattern(pattern)
+        if provider_name:
+            pattern.provider_name = provider_name  # escalation summaries name the provider
         case.pattern_id = pattern.pattern_id
         # Post-feedback is judged by the visit's date, not the denial's: a denial that arrives after feedback
         # for a visit that happened before it says nothing about whether the feedback worked.
@@ -393,6 +397,8 @@ def department_fact(p: Pattern, opened: bool, at: datetime) -> DepartmentFact:
         "post_feedback_cases": p.post_feedback_cases,
         "amount_at_risk": str(p.amount_at_risk),
         "opened_at": p.opened_at.isoformat() if p.opened_at else None,
+        "provider_name": p.provider_name,
+        "payer_ids": ",".join(sorted({e.payer_id for e in p.evidence if e.payer_id})),
     }
     return DepartmentFact(p.department, p.root_cause, p.pattern_id, p.provider_npi, opened, at, snapshot)
 
@@ -406,6 +412,6 @@ def _merged(codes: list[str], more: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def _recent_evidence(evidence: list[EvidenceRef], case: Case) -> list[EvidenceRef]:
-    ref = EvidenceRef(case.claim_id, case.encounter_id, case.service_date)
+    ref = EvidenceRef(case.claim_id, case.encounter_id, case.service_date, case.payer_id)
     kept = sorted([*evidence, ref], key=lambda e: (e.service_date, e.claim_id), reverse=True)
     return kept[:EVIDENCE_KEPT]

@@ -175,7 +175,8 @@ def _pattern(row: Row[Any]) -> Pattern:
         amount_at_risk=row.amount_at_risk,
         reason_codes=list(row.reason_codes),
         evidence=[
-            EvidenceRef(e["claim_id"], e["encounter_id"], date.fromisoformat(e["service_date"])) for e in row.evidence
+            EvidenceRef(e["claim_id"], e["encounter_id"], date.fromisoformat(e["service_date"]), e.get("payer_id", ""))
+            for e in row.evidence
         ],
         last_service_date=row.last_service_date,
         billed_with_modifier_25=row.billed_with_modifier_25,
@@ -188,6 +189,7 @@ def _pattern(row: Row[Any]) -> Pattern:
         next_due_at=row.next_due_at,
         escalations=list(row.escalations),
         quarantine=row.quarantine,
+        provider_name=row.provider_name,
     )
 
 
@@ -206,7 +208,12 @@ def _pattern_row(p: Pattern, task: int) -> dict[str, Any]:
         "amount_at_risk": p.amount_at_risk,
         "reason_codes": p.reason_codes,
         "evidence": [
-            {"claim_id": e.claim_id, "encounter_id": e.encounter_id, "service_date": e.service_date.isoformat()}
+            {
+                "claim_id": e.claim_id,
+                "encounter_id": e.encounter_id,
+                "service_date": e.service_date.isoformat(),
+                "payer_id": e.payer_id,
+            }
             for e in p.evidence
         ],
         "last_service_date": p.last_service_date,
@@ -220,6 +227,7 @@ def _pattern_row(p: Pattern, task: int) -> dict[str, Any]:
         "next_due_at": p.next_due_at,
         "escalations": p.escalations,
         "quarantine": p.quarantine,
+        "provider_name": p.provider_name,
     }
 
 

@@ -191,6 +191,7 @@ patterns = Table(
     Column("escalations", JSON, nullable=False),
     Column("quarantine", String(120), nullable=True),
     Column("task", Integer, nullable=False, server_default="0"),
+    Column("provider_name", String(256), nullable=True),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
