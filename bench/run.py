@@ -610,6 +610,8 @@ class Bench:
                 "DOCLOOP_TOPIC_DLQ": topics.name("dlq"),
                 "DOCLOOP_TOPIC_PARTITIONS": str(self.cfg.partitions),
                 "DOCLOOP_LOG_LEVEL": "INFO",  # the readiness line is an INFO record
+                # A configured key, as in production: an unset one makes serve warn, which marks the run disturbed.
+                "DOCLOOP_PHI_HASH_KEY": os.environ.get("DOCLOOP_PHI_HASH_KEY", "bench-key"),
                 # The HTTP side port stays on (it is part of serve), on localhost and a free port, so that it
                 # cannot clash with another serve on the default 8080.
                 "DOCLOOP_HTTP_HOST": "127.0.0.1",

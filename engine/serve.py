@@ -313,7 +313,8 @@ class Service:
                         self.relay_wake.set()
                         log.info("department stage", extra={"escalations": dict(report.escalations)})
             except Exception as error:
-                log.warning("department stage: store unavailable", extra={"error": type(error).__name__})
+                if not self.stopping.is_set():  # the consumer stops under it on shutdown: nothing to say then
+                    log.warning("department stage: pass failed; will retry", extra={"error": type(error).__name__})
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
