@@ -241,12 +241,8 @@ class Relay:
                 marked = 0
             if marked == 0:
                 wake.clear()
-                with _suppress_timeout():
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=wait)
-
-
-def _suppress_timeout() -> contextlib.suppress:
-    return contextlib.suppress(TimeoutError)
 
 
 async def _confirmation(item: Awaitable[Any] | BaseException) -> Any:

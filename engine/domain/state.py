@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from engine.domain.model import Case, DepartmentFact, Note, Pattern, PatternKey, PatternStatus
-from schemas import EscalationRaised, RootCause
+from schemas import EscalationRaised
 
 
 @dataclass
@@ -42,7 +42,6 @@ class State:
         self._timers: list[tuple[datetime, str]] = []  # a heap of (due, pattern_id); stale entries are skipped
         self._pushed: dict[str, datetime] = {}
         self._open_by_provider: dict[str, dict[str, Pattern]] = defaultdict(dict)
-        self._open_by_department: dict[tuple[str, RootCause], dict[str, Pattern]] = defaultdict(dict)
         self._notes: dict[str, Note] = {}
         self._notes_by_encounter: dict[str, dict[str, Note]] = defaultdict(dict)
         self._notifications: dict[str, str] = {}
@@ -111,9 +110,6 @@ class State:
         found = self._open_by_provider.get(provider_npi, {}).values()
         return sorted(found, key=lambda p: (p.root_cause, p.procedure_code))
 
-    def open_patterns_in(self, department: str, root_cause: RootCause) -> list[Pattern]:
-        return sorted(self._open_by_department.get((department, root_cause), {}).values(), key=lambda p: p.pattern_id)
-
     def next_due(self, until: datetime) -> Pattern | None:
         """The pattern whose timer is due first at or before `until` (ties broken by id, for determinism)."""
         while self._timers:
@@ -166,15 +162,13 @@ class State:
         return changes
 
     def _index_open(self, pattern: Pattern) -> None:
-        """Open patterns by provider and by department: only a key's current episode, and only while open."""
+        """Open patterns by provider: only a key's current episode, and only while open. (Open patterns by
+        department are the department stage's, engine/domain/departments.py.)"""
         by_provider = self._open_by_provider[pattern.provider_npi]
-        by_department = self._open_by_department[(pattern.department, pattern.root_cause)]
         if pattern.status is PatternStatus.OPEN and self._episodes.get(pattern.key) is pattern:
             by_provider[pattern.pattern_id] = pattern
-            by_department[pattern.pattern_id] = pattern
         else:
             by_provider.pop(pattern.pattern_id, None)
-            by_department.pop(pattern.pattern_id, None)
 
     def _index_timer(self, pattern: Pattern) -> None:
         due = pattern.next_due_at

@@ -403,14 +403,12 @@ class BatchLoader:
 
         case_ids: set[str] = set()
         keys: set[PatternKey] = set()
-        departments: set[tuple[str, str]] = set()
         service_dates: list[date] = []
         for claim in claims:
             for line in claim.lines:
                 for finding in self.codebook.classify(line):
                     case_ids.add(ids.case_id(claim.claim_id, line.line_number, finding.root_cause.value))
                     keys.add(PatternKey(claim.rendering_provider.npi, finding.root_cause, line.procedure_code))
-                    departments.add((claim.rendering_provider.department, finding.root_cause.value))
                     service_dates.append(claim.service_date)
         for ack in acks:
             if ack.pattern_key is not None:
