@@ -56,6 +56,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  notification {key}: {count}")
     for key, count in sorted(result.report.escalations.items()):
         print(f"  escalation level {key}: {count}")
+    for key, count in sorted(result.report.deliveries.items()):
+        print(f"  delivery {key}: {count}")
+    from engine.volume import load_routed, render_text, volume
+
+    print(render_text(volume(load_routed(out))), end="")
     print(f"  store: {masked(settings.database_url)}")
     return 0
 

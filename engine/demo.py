@@ -24,8 +24,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from engine.domain.routing import Routed
 from engine.simulate import SimulationConfig, generate
 from engine.store import tables as t
+from engine.volume import render_text, volume
+from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification
 
 EXAMPLES_PER_KIND = 1
 
@@ -52,6 +55,8 @@ class Demo:
         self.store = self.out / "docloop.db"
         self.url = f"sqlite+aiosqlite:///{self.store}"
         self.seen: Counter[str] = Counter()
+        self.deliveries: Counter[str] = Counter()
+        self.received: list[Routed] = []
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -176,6 +181,7 @@ class Demo:
                     pending = await conn.scalar(
                         select(func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
                     )
+                    pending = (pending or 0) + (await conn.scalar(select(func.count()).select_from(t.routing_queue)) or 0)
                 if applied != last:
                     escalations = sum(v for k, v in self.seen.items() if k.startswith("escalation:"))
                     notifications = sum(self.seen.values()) - escalations
@@ -204,18 +210,24 @@ class Demo:
             async for record in consumer:
                 message = json.loads(record.value)
                 escalation = "escalation_id" in message
+                self.received.append(_typed(message))
                 kind = f"escalation:{message['reason']}" if escalation else f"{message['kind']}:{message['audience']}"
                 self.seen[kind] += 1
-                if self.seen[kind] <= EXAMPLES_PER_KIND:
+                self.deliveries[message["delivery"]] += 1
+                # What a person reads: digests and what is sent on its own (the rest is for systems).
+                if message["delivery"] == "send" and self.seen[kind] <= EXAMPLES_PER_KIND:
                     (show_escalation if escalation else show_notification)(message)
         finally:
             await consumer.stop()
 
     def print_counts(self) -> None:
-        print("\nWhat the notification service received:")
+        print("\nWhat the notification service received (every message; it delivers those marked send):")
         for kind, count in sorted(self.seen.items()):
             if count:
                 print(f"  {kind:<32} {count:>6,}")
+        print("  by delivery: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.deliveries.items())))
+        print("\nWhat people received, per recipient (engine/volume.py):")
+        print(render_text(volume(self.received)), end="")
 
     async def delete_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -232,13 +244,25 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=100, initial_indent="      ", subsequent_indent="      ")
 
 
+def _typed(message: dict[str, Any]) -> Routed:
+    if "escalation_id" in message:
+        return EscalationRaised.model_validate(message)
+    if message.get("kind") == "digest":
+        return FeedbackDigest.model_validate(message)
+    return FeedbackNotification.model_validate(message)
+
+
 def show_notification(message: dict[str, Any]) -> None:
     recipient = message["recipient"]
-    who = f"clinician NPI {recipient['id']}" if recipient["type"] == "provider" else f"team '{recipient['id']}'"
+    who = {"provider": f"clinician NPI {recipient['id']}", "team": f"team '{recipient['id']}'"}.get(
+        recipient["type"], f"{recipient['type']} {recipient['id']}"
+    )
     print(f"\n  -> {message['kind']} to {who}")
     print(_wrap(f"{message['title']}"))
-    print(_wrap(message["body"]))
-    print(_wrap(f"Guidance: {message['guidance']}"))
+    for line in message["body"].splitlines()[:6]:
+        print(_wrap(line))
+    if "guidance" in message:
+        print(_wrap(f"Guidance: {message['guidance']}"))
 
 
 def show_escalation(message: dict[str, Any]) -> None:

@@ -65,8 +65,12 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
         wall = processor.wall_clock()
         for raw in read_events(paths):
             lines += 1
-            decoded = processor.decoded(raw, wall)
             origins[ids.dlq_id(raw.origin)] = raw.origin
+            if raw.value is not None and b'"feedback.silence"' in raw.value:
+                # For the routing stage, at its event time (an invalid one goes to the DLQ with its reason).
+                await processor.record_silence(raw)
+                continue
+            decoded = processor.decoded(raw, wall)
             task, topic = 0, topics["claims"]  # invalid: no key to go by; it only reaches the DLQ, from any task
             if not isinstance(decoded, InvalidEvent):
                 npi = provider_of(decoded)
@@ -93,8 +97,11 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
                 await flush(task)
         for task in sorted(pending):
             await flush(task)
-        while (stage := await processor.run_department_stage(everything=True)).facts:
+        while True:  # the department and routing stages, then the digests still pending
+            stage = await processor.run_department_stage(everything=True)
             report.add(stage)
+            if not (stage.facts or stage.routed):
+                break
         counts = await _write_outputs(database, out, first_new, origins)
     finally:
         await database.dispose()

@@ -41,7 +41,7 @@ from engine.logs import setup_logging
 from engine.metrics import Metrics
 from engine.relay import Relay
 from engine.retention import prune
-from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable
+from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable, reason_kind
 from engine.settings import Settings
 from engine.store import repository
 from engine.store.migrate import upgrade
@@ -193,6 +193,37 @@ class Service:
 
         subscriber(on_events)
 
+        # Silences are few and not about one provider: their own consumer group, kept in the store until the
+        # routing stage's clock reaches them (it applies them at their event time, as replay does).
+        silences = self.broker.subscriber(
+            s.topic_silences,
+            group_id=f"{s.group_id}-silences",
+            batch=True,
+            max_records=100,
+            batch_timeout_ms=s.batch_timeout_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            parser=_records_as_is,
+            decoder=_bodies_as_bytes,
+            title="silences",
+            description="FeedbackSilence (key: silence_id), UTF-8 JSON: holds matching notifications and "
+            "escalations between starts_at and ends_at; action `expire` ends one early.",
+        )
+
+        async def on_silences(body: list[bytes], message: KafkaMessage) -> None:
+            records = message.raw_message
+            assert isinstance(records, tuple)
+            for r in records:
+                raw = RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}")
+                reason = await self.processor.record_silence(raw)
+                if reason is not None:
+                    self.metrics.dlq.labels(reason=reason_kind(reason)).inc()
+                    self.relay_wake.set()
+            await message.ack()
+            self.stage_wake.set()
+
+        silences(on_silences)
+
     # ---- consuming ----------------------------------------------------------------------------------
 
     async def handle_batch(self, message: KafkaMessage) -> None:
@@ -210,8 +241,7 @@ class Service:
         self.totals.add(report)
         self.metrics.observe_batch(report, seconds)
         self.relay_wake.set()
-        if report.facts:
-            self.stage_wake.set()
+        self.stage_wake.set()  # the watermark may have moved: the stages route what it passed
         log.info(
             "batch applied",
             extra={
@@ -306,12 +336,16 @@ class Service:
                 behind = await tasks_behind(
                     consumer, self.database, inbound_topics(self.settings), self.settings.topic_partitions
                 )
-                while (report := await self.processor.run_department_stage(behind=behind)).facts:
+                while True:
+                    report = await self.processor.run_department_stage(behind=behind)
                     self.totals.add(report)
                     self.metrics.record(report)
-                    if report.escalations:
+                    if report.deliveries:
                         self.relay_wake.set()
+                    if report.escalations:
                         log.info("department stage", extra={"escalations": dict(report.escalations)})
+                    if not (report.facts or report.routed):
+                        break
             except Exception as error:
                 if not self.stopping.is_set():  # the consumer stops under it on shutdown: nothing to say then
                     log.warning("department stage: pass failed; will retry", extra={"error": type(error).__name__})
@@ -328,7 +362,11 @@ class Service:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = [*inbound_topics(self.settings), *outbound_topics(self.settings).values()]
+            wanted = [
+                *inbound_topics(self.settings),
+                self.settings.topic_silences,
+                *outbound_topics(self.settings).values(),
+            ]
             missing = [name for name in dict.fromkeys(wanted) if name not in existing]
             # The DLQ keeps rejected bytes unchanged, so it may hold PHI: it gets its own, short retention.
             dlq_retention = {"retention.ms": str(self.settings.dlq_retention_hours * 3_600_000)}

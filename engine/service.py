@@ -2,9 +2,10 @@
 
 Order of work, which is the correctness argument for exactly-once effects:
 1. Decode and validate every message outside the transaction; invalid ones become DLQ outbox rows.
-2. In one transaction: lock the clock row, load the state the batch names, apply the events in delivery
-   order (duplicates by event_id are skipped), write the changed state and every outbound message to the
-   outbox, then commit.
+2. In one transaction: lock the task's row, load the state the batch names, apply the events in event-time
+   order (duplicates by event_id are skipped), write the changed state, rejected input to the outbox and
+   every outbound message to the routing queue, then commit. The department and routing stages later move
+   the messages, with their delivery decided, to the outbox in their own transactions.
 3. Only after the commit may the caller acknowledge the input (commit Kafka offsets).
 A crash before 3 redelivers the batch: its events are then duplicates and its outbox rows already exist
 (same derived ids, insert-if-absent), so nothing is applied or queued twice.
@@ -22,17 +23,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
 from engine.domain.codebook import CodeBook
 from engine.domain.departments import DepartmentStage
+from engine.domain.routing import Routed, Router
 from engine.domain.rules import Engine, Message, as_utc
 from engine.faults import crash_point
 from engine.settings import Settings
 from engine.store import repository
+from engine.store import routing as routing_store
 from engine.store.repository import OutboxRow
-from schemas import EscalationRaised, FeedbackNotification, InboundEvent, InvalidEvent, decode_event
+from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification, InboundEvent, InvalidEvent, decode_event
+from schemas.decoding import decode_silence
 
 log = logging.getLogger("docloop.service")
 
@@ -94,6 +98,8 @@ class BatchReport:
     escalations: Counter[str] = field(default_factory=Counter)  # "<level>:<reason>"
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (pattern_id, why): few, and logged
     facts: int = 0  # told to the department stage
+    routed: int = 0  # queued messages and routing events the routing stage applied
+    deliveries: Counter[str] = field(default_factory=Counter)  # "<delivery>:<audience>", digests as "digest_sent"
     # For the batch's log line (ids, never contents); `add` keeps counts only, so totals stay small.
     first_event_id: str | None = None
     last_event_id: str | None = None
@@ -106,6 +112,8 @@ class BatchReport:
         self.escalations.update(other.escalations)
         self.quarantined.extend(other.quarantined)
         self.facts += other.facts
+        self.routed += other.routed
+        self.deliveries.update(other.deliveries)
 
 
 def reason_kind(reason: str) -> str:
@@ -147,6 +155,7 @@ class Processor:
         self.phi_key: bytes | None = configured.get_secret_value().encode() if configured else None
         self.engine = Engine(settings.thresholds, self.codebook, self._hash_patient)
         self.departments = DepartmentStage(settings.systemic_providers, self.engine.compose)
+        self.router = Router(self.engine.compose.routing)
         self.applied_since_start = 0
         self.next_analyze_at = ANALYZE_FIRST
 
@@ -274,7 +283,7 @@ class Processor:
             changes = state.take_changes()
             report.facts += len(changes.facts)
             await repository.save_changes(conn, changes, wall, not loader.events_recorded, task)
-            await repository.append_outbox(conn, rows)
+            await _store_rows(conn, rows)
             last_event_wall_at = wall if events else clock.last_event_wall_at
             await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None)
             await repository.save_positions(conn, moved)
@@ -312,18 +321,20 @@ class Processor:
             changes = state.take_changes()
             report.facts += len(changes.facts)
             await repository.save_changes(conn, changes, wall, True, task)
-            await repository.append_outbox(conn, rows)
+            await _store_rows(conn, rows)
             await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, wall)
         _log_quarantined(report)
         return report, rows
 
     async def run_department_stage(self, everything: bool = False, behind: set[int] | None = None) -> BatchReport:
-        """Apply the department facts every task's clock has passed (all of them with `everything`, as replay
-        does at the end of its input), in event-time order."""
+        """One pass of the department stage over the facts every task's clock has passed, then of the routing
+        stage over the messages before the same watermark (all of them with `everything`, as replay does at
+        the end of its input: then the digests still pending are flushed too). `facts + routed` is 0 when
+        there was nothing to do."""
         report = BatchReport()
         idle_after = timedelta(milliseconds=self.settings.task_idle_ms)
         async with self.database.begin() as conn:
-            escalations, report.facts = await repository.run_department_stage(
+            stage = await repository.run_department_stage(
                 conn,
                 self.departments,
                 self.settings.topic_partitions,
@@ -332,11 +343,52 @@ class Processor:
                 everything,
                 behind,
             )
-            rows = [outbox_row(e) for e in escalations]
-            await repository.append_outbox(conn, rows)
-        for escalation in escalations:
+            report.facts = stage.facts
+            await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
+            await routing_store.record_closures(conn, [routing_store.Closure(*c) for c in stage.closed])
+            if stage.may_route:
+                last_facts = stage.facts < repository.STAGE_PASS_LIMIT
+                routed, report.routed = await routing_store.run_routing_stage(
+                    conn, self.router, stage.route_until, everything and last_facts, stage.advance_to
+                )
+                for message in routed:
+                    report.deliveries[_delivery(message)] += 1
+        for escalation in stage.escalations:
             _count(report, escalation)
         return report
+
+    async def record_silence(self, raw: RawEvent) -> str | None:
+        """Keep a FeedbackSilence for the routing stage (it applies at its event time); the reason when
+        it is invalid (the caller sends it to the DLQ)."""
+        try:
+            if raw.value is None:
+                raise InvalidEvent("tombstone: a record with a null value is not an event")
+            if len(raw.value) > self.settings.max_event_bytes:
+                raise InvalidEvent(f"too large: over the {self.settings.max_event_bytes}-byte limit")
+            silence = decode_silence(raw.value)
+        except InvalidEvent as error:
+            async with self.database.begin() as conn:
+                await repository.append_outbox(
+                    conn,
+                    [OutboxRow(ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, self.wall_clock(), error.reason)],
+                )
+            return error.reason
+        async with self.database.begin() as conn:
+            await routing_store.record_silence(conn, silence.event_id, as_utc(silence.occurred_at), raw.value)
+        return None
+
+
+async def _store_rows(conn: AsyncConnection, rows: list[OutboxRow]) -> None:
+    """Rejected input goes straight to the outbox; messages wait for the routing stage to decide delivery."""
+    await repository.append_outbox(conn, [r for r in rows if r.stream == "dlq"])
+    await routing_store.queue(conn, [r for r in rows if r.stream != "dlq"])
+
+
+def _delivery(message: Routed) -> str:
+    if isinstance(message, FeedbackDigest):
+        return f"digest_sent:{message.audience}"
+    audience = message.audience if isinstance(message, FeedbackNotification) else "leadership"
+    return f"{message.delivery}:{audience}"
 
 
 def _log_quarantined(report: BatchReport) -> None:

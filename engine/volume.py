@@ -4,8 +4,8 @@ Pure functions over routed messages (per-fact messages with their `delivery`, an
 receives what is `send`: per-fact messages sent on their own and digests. Per-fact messages listed in a
 digest are counted as grouped; held ones as inhibited, silenced or rate limited.
 
-`python -m engine.volume DIR` routes a replay's DIR/notifications.jsonl and DIR/escalations.jsonl through the
-default routing and prints the volume and the issue's targets.
+`python -m engine.volume DIR` reads a replay's DIR/notifications.jsonl and DIR/escalations.jsonl (routed by the
+replay's routing stage) and prints the volume and the issue's targets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from engine.domain.routing import Message, Routed, Router, route_stream
+from engine.domain.routing import Routed, Router
 from engine.domain.routing_config import RoutingConfig
 from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification
 
@@ -187,10 +187,15 @@ def targets(routed: Sequence[Routed], config: RoutingConfig | None = None) -> Ta
     )
 
 
-def load_replay(directory: Path) -> list[Message]:
-    found: list[Message] = []
+def load_routed(directory: Path) -> list[Routed]:
+    """A replay's output as published: per-fact messages with their delivery, and the digests."""
+    found: list[Routed] = []
     for line in (directory / "notifications.jsonl").read_text("utf-8").splitlines():
-        found.append(FeedbackNotification.model_validate_json(line))
+        document = json.loads(line)
+        if document.get("kind") == "digest":
+            found.append(FeedbackDigest.model_validate(document))
+        else:
+            found.append(FeedbackNotification.model_validate(document))
     for line in (directory / "escalations.jsonl").read_text("utf-8").splitlines():
         found.append(EscalationRaised.model_validate_json(line))
     return found
@@ -201,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m engine.volume REPLAY_DIR", file=sys.stderr)
         return 2
-    per_fact = load_replay(Path(args[0]))
-    routed = route_stream(per_fact)
+    routed = load_routed(Path(args[0]))  # as replay routed it (engine/store/routing.py)
     sys.stdout.write(render_text(volume(routed)))
     measured = targets(routed)
     print(json.dumps(measured.__dict__, indent=2), f"\ntargets met: {measured.met()}")

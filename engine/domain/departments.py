@@ -33,6 +33,9 @@ class DepartmentState:
     open: dict[Pair, dict[str, DepartmentFact]] = field(default_factory=dict)
     escalated: set[Pair] = field(default_factory=set)
     changed: set[Pair] = field(default_factory=set)
+    # Pairs whose systemic escalation ended (no open pattern left), with when: the routing stage then stops
+    # holding the pair's per-provider escalations.
+    closed: list[tuple[datetime, Pair]] = field(default_factory=list)
 
 
 class DepartmentStage:
@@ -45,7 +48,8 @@ class DepartmentStage:
         open_here = state.open.setdefault(pair, {})
         state.changed.add(pair)
         if not fact.opened:
-            open_here.pop(fact.pattern_id, None)
+            if open_here.pop(fact.pattern_id, None) is not None and not open_here and pair in state.escalated:
+                state.closed.append((fact.at, pair))
             return []
         open_here[fact.pattern_id] = fact
         providers = {f.provider_npi for f in open_here.values()}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, delete, select, text, tuple_, update
+from sqlalchemy import Row, Table, and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -621,6 +621,23 @@ async def watermark(
     return True, limit
 
 
+STAGE_PASS_LIMIT = 5000
+
+
+@dataclass
+class StagePass:
+    """What one department-stage pass did, and how far the routing stage may go after it: the messages
+    before `route_until` (None: everything queued) and its clock to `advance_to` (None: the last message's
+    time), unless `may_route` is False (a task behind has no clock yet)."""
+
+    escalations: list[EscalationRaised]
+    facts: int
+    closed: list[tuple[datetime, str, str]]
+    may_route: bool
+    route_until: datetime | None
+    advance_to: datetime | None
+
+
 async def run_department_stage(
     conn: AsyncConnection,
     stage: DepartmentStage,
@@ -629,22 +646,29 @@ async def run_department_stage(
     wall: datetime,
     everything: bool = False,
     behind: set[int] | None = None,
-) -> tuple[list[EscalationRaised], int]:
+) -> StagePass:
     """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
     at clock T may still record a fact at T). One pass at a time (the stage's row lock)."""
     stage_clock = await lock_clock(conn)
     query = select(t.department_facts).order_by(
         t.department_facts.c.at, t.department_facts.c.pattern_id, t.department_facts.c.opened, t.department_facts.c.seq
     )
+    limit: datetime | None = None
+    advance_to: datetime | None = None
     if not everything:
         may_run, limit = await watermark(conn, partitions, idle_after, wall, behind or set())
         if not may_run:
-            return [], 0
+            return StagePass([], 0, [], False, None, None)
         if limit is not None:
             query = query.where(t.department_facts.c.at < limit)
-    rows = (await conn.execute(query.limit(5000))).all()
+        else:  # every task idle: nothing earlier is on its way; routing may reach the furthest task's clock
+            advance_to = await conn.scalar(select(func.max(t.tasks.c.clock)).where(t.tasks.c.task < partitions))
+    rows = (await conn.execute(query.limit(STAGE_PASS_LIMIT))).all()
+    if len(rows) == STAGE_PASS_LIMIT:  # more facts remain: messages after the last applied fact wait for them
+        limit = rows[-1].at if limit is None else min(limit, rows[-1].at)
+    advance_to = limit or advance_to
     if not rows:
-        return [], 0
+        return StagePass([], 0, [], True, limit, advance_to)
     facts = [_fact(row) for row in rows]
     pairs = sorted({(f.department, f.root_cause.value) for f in facts})
     state = DepartmentState()
@@ -691,7 +715,8 @@ async def run_department_stage(
     latest = max(f.at for f in facts)
     if stage_clock.clock is None or latest > stage_clock.clock:
         await save_clock(conn, latest, stage_clock.last_event_wall_at)
-    return escalations, len(rows)
+    closed = [(at, department, root_cause.value) for at, (department, root_cause) in state.closed]
+    return StagePass(escalations, len(rows), closed, True, limit, advance_to)
 
 
 async def phi_key(database: AsyncEngine) -> str:

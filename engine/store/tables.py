@@ -76,6 +76,7 @@ engine_state = Table(
     Column("clock", UTCDateTime, nullable=True),
     Column("last_event_wall_at", UTCDateTime, nullable=True),
     Column("partitions", Integer, nullable=True),
+    Column("routing_clock", UTCDateTime, nullable=True),  # the routing stage's clock (the watermark it reached)
 )
 
 # One row per task (one partition number across the co-partitioned inbound topics): its own event-time clock.
@@ -261,4 +262,68 @@ engine_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+# ---- the routing stage (engine/domain/routing.py): its own key (the recipient) and clock ----------------------
+
+# Per-fact messages the tasks and the department stage made, waiting for the routing stage to decide their
+# delivery; it moves them to the outbox (with `delivery` set) once the watermark has passed their time.
+routing_queue = Table(
+    "routing_queue",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("stream", String(16), nullable=False),  # notifications | escalations
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_routing_queue_created_at", "created_at"),
+)
+
+# One row per (route, group_by values): what waits for its next digest and when it last notified.
+routing_groups = Table(
+    "routing_groups",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("route", String(128), nullable=False),
+    Column("recipient", String(200), nullable=False),
+    Column("audience", String(16), nullable=False),
+    Column("pending", JSON, nullable=False),  # [{"stream": ..., "value": <the message's JSON>}]
+    Column("first_pending_at", UTCDateTime, nullable=True),
+    Column("last_notified_at", UTCDateTime, nullable=True),
+    Column("next_flush_at", UTCDateTime, nullable=True),
+    Index("ix_routing_groups_next_flush_at", "next_flush_at"),
+)
+
+# What the routing stage applies at its event time besides messages: inbound FeedbackSilence events (kind
+# `silence`) and the department stage's closed systemic escalations (kind `systemic_closed`, ends inhibitions).
+routing_events = Table(
+    "routing_events",
+    metadata,
+    Column("seq", Sequence64, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+
+routing_silences = Table(
+    "routing_silences",
+    metadata,
+    Column("silence_id", String(128), primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("author", String(256), nullable=False),
+    Column("reason", String(1000), nullable=False),
+)
+
+# Open inhibitions (a systemic escalation for a department and root cause holds that pair's per-provider ones).
+routing_inhibitions = Table(
+    "routing_inhibitions",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("rule", String(128), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
 )

@@ -44,7 +44,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_replay_produces_every_notification_kind_and_escalation_reason(replayed: Path) -> None:
-    notifications = read(replayed / "notifications.jsonl")
+    notifications = [n for n in read(replayed / "notifications.jsonl") if n["kind"] != "digest"]
     escalations = read(replayed / "escalations.jsonl")
     assert Counter((n["kind"], n["audience"]) for n in notifications) == {
         ("pattern_opened", "clinician"): 5,
@@ -67,6 +67,21 @@ def test_replay_produces_every_notification_kind_and_escalation_reason(replayed:
     }
 
 
+def test_replay_routes_every_message_once(replayed: Path) -> None:
+    """Each per-fact message has its delivery; each one marked `digest` is listed in exactly one digest, on
+    the notifications topic next to them, sent after it."""
+    published = read(replayed / "notifications.jsonl") + read(replayed / "escalations.jsonl")
+    digests = [m for m in published if m.get("kind") == "digest"]
+    per_fact = {str(m.get("notification_id") or m.get("escalation_id")): m for m in published if m not in digests}
+    assert {m["delivery"] for m in per_fact.values()} <= {"send", "digest", "held"}
+    listed = Counter(i for d in digests for i in d["covers"])  # type: ignore[attr-defined]
+    assert set(listed) == {i for i, m in per_fact.items() if m["delivery"] == "digest"}
+    assert set(listed.values()) == {1}
+    for d in digests:
+        assert d["delivery"] == "send"
+        assert all(str(per_fact[i]["created_at"]) <= str(d["created_at"]) for i in d["covers"])  # type: ignore[attr-defined]
+
+
 def test_replay_sends_bad_lines_to_the_dlq_with_reasons(replayed: Path) -> None:
     dlq = read(replayed / "dlq.jsonl")
     reasons = [str(d["reason"]).split(":")[0] for d in dlq]
@@ -82,7 +97,11 @@ def test_replay_sends_bad_lines_to_the_dlq_with_reasons(replayed: Path) -> None:
 
 def test_no_administrative_pattern_reaches_a_clinician(replayed: Path) -> None:
     for n in read(replayed / "notifications.jsonl"):
-        if n["audience"] == "clinician":
+        if n["audience"] == "clinician" and n["kind"] == "digest":
+            assert all(
+                p["root_cause"] not in {"eligibility", "authorization_missing", "timely_filing"} for p in n["patterns"]
+            )  # type: ignore[attr-defined]
+        elif n["audience"] == "clinician":
             assert n["pattern"]["root_cause"] not in {"eligibility", "authorization_missing", "timely_filing"}  # type: ignore[index]
 
 
