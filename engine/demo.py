@@ -181,7 +181,8 @@ class Demo:
                     pending = await conn.scalar(
                         select(func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
                     )
-                    pending = (pending or 0) + (await conn.scalar(select(func.count()).select_from(t.routing_queue)) or 0)
+                    queued = await conn.scalar(select(func.count()).select_from(t.routing_queue))
+                    pending = (pending or 0) + (queued or 0)
                 if applied != last:
                     escalations = sum(v for k, v in self.seen.items() if k.startswith("escalation:"))
                     notifications = sum(self.seen.values()) - escalations

@@ -13,7 +13,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,6 +24,7 @@ from sqlalchemy import func, select
 
 from engine.database import connect
 from engine.store import tables as t
+from schemas import InvalidEvent, decode_event
 from tests.conftest import postgres_url, reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +163,7 @@ class Stack:
         return records
 
     async def wait_until_applied(self, events: int, timeout: float = 90) -> None:
-        """Wait until `events` events are recorded and the outbox is fully published."""
+        """Wait until `events` events are recorded, routed and the outbox is fully published."""
         database = connect(self.database_url)
         deadline = time.monotonic() + timeout
         try:
@@ -170,6 +173,9 @@ class Stack:
                         applied = await conn.scalar(select(func.count()).select_from(t.processed_events))
                         pending = await conn.scalar(
                             select(func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
+                        )
+                        pending = (pending or 0) + (
+                            await conn.scalar(select(func.count()).select_from(t.routing_queue)) or 0
                         )
                     if applied >= events and pending == 0:
                         return
@@ -235,4 +241,34 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         capture_output=True,
         env={**os.environ, **one_topic},
     )
+    as_serve_publishes(out, ROOT / "engine/examples/scenario.jsonl")
     yield out
+
+
+def message_id(message: dict[str, Any]) -> str:
+    return str(message.get("notification_id") or message.get("escalation_id") or message["digest_id"])
+
+
+def as_serve_publishes(out: Path, events: Path) -> None:
+    """Replay ends its input by flushing every digest still pending; serve sends those only when event time
+    gets there. Drop, from a replay's notifications.jsonl, the digests due after the input's last event:
+    what remains is what serve has published once every task is idle."""
+    last = max(
+        (e.occurred_at for line in events.read_bytes().splitlines() if (e := _event(line)) is not None),
+        default=None,
+    )
+    path = out / "notifications.jsonl"
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if '"digest_id"' not in line or last is None or datetime.fromisoformat(json.loads(line)["created_at"]) <= last
+    ]
+    path.write_text("".join(f"{line}\n" for line in kept))
+
+
+def _event(line: bytes) -> Any:
+    try:
+        event = decode_event(line)
+    except InvalidEvent:
+        return None
+    return event if event.occurred_at <= datetime.now(UTC) + timedelta(minutes=5) else None

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from engine.database import connect
 from engine.store import tables as t
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, message_id
 from tests.support.scenario import scenario_lines
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 VALID_EVENTS = 35
 
 
-def ids_in(path: Path, field: str) -> list[str]:
-    return [json.loads(line)[field] for line in path.read_text().splitlines()]
+def ids_in(path: Path) -> list[str]:
+    return [message_id(json.loads(line)) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize(
@@ -46,8 +46,8 @@ async def test_a_crash_loses_no_input_and_duplicates_no_outbox_row(stack: Stack,
     stack.start()
     await stack.wait_until_applied(VALID_EVENTS)
 
-    expected_notifications = ids_in(replayed / "notifications.jsonl", "notification_id")
-    expected_escalations = ids_in(replayed / "escalations.jsonl", "escalation_id")
+    expected_notifications = ids_in(replayed / "notifications.jsonl")
+    expected_escalations = ids_in(replayed / "escalations.jsonl")
     database = connect(stack.database_url)
     async with database.connect() as conn:
         rows = (await conn.execute(select(t.outbox.c.stream, t.outbox.c.message_id).order_by(t.outbox.c.seq))).all()
@@ -63,7 +63,7 @@ async def test_a_crash_loses_no_input_and_duplicates_no_outbox_row(stack: Stack,
     published_ids = [h["docloop-message-id"].decode() for _, _, h in published]
     assert set(published_ids) == set(expected_notifications)  # at least once each, nothing else
     for _, value, headers in published:
-        assert json.loads(value)["notification_id"] == headers["docloop-message-id"].decode()
+        assert message_id(json.loads(value)) == headers["docloop-message-id"].decode()
     escalations = await stack.read("escalations", len(expected_escalations))
     assert {h["docloop-message-id"].decode() for _, _, h in escalations} == set(expected_escalations)
 

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from engine.database import connect
 from engine.store import tables as t
-from tests.e2e.conftest import ROOT, Stack
+from tests.e2e.conftest import ROOT, Stack, as_serve_publishes, message_id
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -48,11 +48,12 @@ def quarter(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], dict
         cwd=ROOT,
         capture_output=True,
     )
+    as_serve_publishes(out, events)
     expected: dict[str, dict[str, Any]] = {}
-    for name, id_field in (("notifications", "notification_id"), ("escalations", "escalation_id")):
+    for name in ("notifications", "escalations"):
         for line in (out / f"{name}.jsonl").read_text().splitlines():
             message = json.loads(line)
-            expected[message[id_field]] = message
+            expected[message_id(message)] = message
     return events.read_bytes().splitlines(), expected
 
 
@@ -84,14 +85,15 @@ async def publish_lagging_acks(stack: Stack, lines: list[bytes]) -> None:
 
 
 async def wait_until_done(stack: Stack, events: int, timeout: float = 240) -> None:
-    """Every event recorded, the department stage caught up, the outbox published."""
+    """Every event recorded, the department and routing stages caught up, the outbox published."""
     await stack.wait_until_applied(events, timeout=timeout)
     database = connect(stack.database_url)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             async with database.connect() as conn:
-                facts = await conn.scalar(select(func.count()).select_from(t.department_facts))
+                facts = await conn.scalar(select(func.count()).select_from(t.department_facts)) or 0
+                facts += await conn.scalar(select(func.count()).select_from(t.routing_queue)) or 0
                 pending = await conn.scalar(
                     select(func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
                 )
@@ -105,14 +107,15 @@ async def wait_until_done(stack: Stack, events: int, timeout: float = 240) -> No
 
 async def published(stack: Stack, expected: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for name, id_field in (("notifications", "notification_id"), ("escalations", "escalation_id")):
-        count = sum(1 for message in expected.values() if id_field in message)
+    for name in ("notifications", "escalations"):
+        count = sum(1 for message in expected.values() if ("escalation_id" in message) == (name == "escalations"))
         for _, value, headers in await stack.read(name, count, timeout=60):
             message = json.loads(value)
-            assert headers["docloop-message-id"].decode() == message[id_field]
-            if message[id_field] in found:  # a repeat (the relay after a crash) must be the same message
-                assert found[message[id_field]] == message
-            found[message[id_field]] = message
+            key = message_id(message)
+            assert headers["docloop-message-id"].decode() == key
+            if key in found:  # a repeat (the relay after a crash) must be the same message
+                assert found[key] == message
+            found[key] = message
     return found
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, message_id
 from tests.support.events import claim, npi
 from tests.support.scenario import scenario_lines
 
@@ -32,7 +32,7 @@ async def test_serve_publishes_what_replay_writes_with_the_same_ids(stack: Stack
     assert [value.decode() for _, value, _ in notifications] == expected  # one task: the same order
     for key, value, headers in notifications:
         message = json.loads(value)
-        assert headers["docloop-message-id"].decode() == message["notification_id"]
+        assert headers["docloop-message-id"].decode() == message_id(message)
         assert key is not None and key.decode() == message["recipient"]["id"]
 
     expected = lines_of(replayed / "escalations.jsonl")
