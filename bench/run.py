@@ -608,6 +608,7 @@ class Bench:
                 "DOCLOOP_TOPIC_NOTIFICATIONS": topics.name("notifications"),
                 "DOCLOOP_TOPIC_ESCALATIONS": topics.name("escalations"),
                 "DOCLOOP_TOPIC_DLQ": topics.name("dlq"),
+                "DOCLOOP_TOPIC_SILENCES": topics.name("silences"),
                 "DOCLOOP_TOPIC_PARTITIONS": str(self.cfg.partitions),
                 "DOCLOOP_LOG_LEVEL": "INFO",  # the readiness line is an INFO record
                 # A configured key, as in production: an unset one makes serve warn, which marks the run disturbed.

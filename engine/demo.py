@@ -73,6 +73,7 @@ class Demo:
             "DOCLOOP_TOPIC_NOTIFICATIONS": self.topic("feedback.notifications.v1"),
             "DOCLOOP_TOPIC_ESCALATIONS": self.topic("feedback.escalations.v1"),
             "DOCLOOP_TOPIC_DLQ": self.topic("docloop.dlq.v1"),
+            "DOCLOOP_TOPIC_SILENCES": self.topic("feedback.silence.v1"),
             "DOCLOOP_HTTP_PORT": "0",
         }
 

@@ -28,7 +28,12 @@ from schemas import InvalidEvent, decode_event
 from tests.conftest import postgres_url, reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENT_TOPIC = {"claim.denied": "claims", "note.signed": "notes", "feedback.acknowledged": "acks"}
+EVENT_TOPIC = {
+    "claim.denied": "claims",
+    "note.signed": "notes",
+    "feedback.acknowledged": "acks",
+    "feedback.silence": "silences",
+}
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -70,6 +75,7 @@ class Stack:
             "DOCLOOP_TOPIC_NOTIFICATIONS": self.topic("notifications"),
             "DOCLOOP_TOPIC_ESCALATIONS": self.topic("escalations"),
             "DOCLOOP_TOPIC_DLQ": self.topic("dlq"),
+            "DOCLOOP_TOPIC_SILENCES": self.topic("silences"),
             "DOCLOOP_TOPIC_PARTITIONS": str(self.partitions),
             "DOCLOOP_BATCH_TIMEOUT_MS": "50",
             "DOCLOOP_HTTP_PORT": "0",  # tests that want the side port pick a free one
@@ -128,6 +134,8 @@ class Stack:
     def route(self, value: bytes) -> tuple[str, bytes | None]:
         try:
             event = json.loads(value)
+            if event.get("event_type") == "feedback.silence":  # its own topic, keyed by the silence
+                return self.topic("silences"), str(event.get("silence_id")).encode()
             # Acknowledgements are keyed by the pattern's provider NPI, so they meet that provider's other events.
             who = event.get("rendering_provider") or event.get("author") or event.get("pattern_key") or {}
             return self.topic(EVENT_TOPIC.get(event.get("event_type"), "claims")), str(

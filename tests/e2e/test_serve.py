@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
+from engine.database import connect
+from engine.store import tables as t
 from tests.e2e.conftest import Stack, message_id
 from tests.support.events import claim, npi
 from tests.support.scenario import scenario_lines
@@ -77,3 +81,50 @@ async def test_poison_input_goes_to_the_dlq_and_the_partition_keeps_flowing(stac
     assert stack.stop(stack.processes[0]) == 0
     assert await stack.committed_lag() == 0
     assert "MRN-SECRET" not in stack.log_text()
+
+
+async def test_a_silence_on_its_topic_holds_what_it_matches(stack: Stack, replayed: Path) -> None:
+    """A silence for Family Medicine published on the silences topic before the scenario: every Family
+    Medicine message serve publishes is held (recorded for systems, named by the silence), the rest as replay."""
+    stack.single_topic, stack.partitions = True, 1
+    stack.start()
+    silence = {
+        "event_type": "feedback.silence",
+        "schema_version": 1,
+        "event_id": "silence-fm-1",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "source": "ops-console",
+        "silence_id": "fm-outage",
+        "matchers": {"department": ["Family Medicine"]},
+        "ends_at": "2026-12-31T00:00:00Z",
+        "author": "j.ops",
+        "reason": "payer portal outage",
+    }
+    await stack.publish([json.dumps(silence)])
+    database = connect(stack.database_url)
+    try:
+        for _ in range(100):
+            async with database.connect() as conn:
+                stored = await conn.scalar(select(func.count()).select_from(t.routing_events))
+                stored = (stored or 0) + (await conn.scalar(select(func.count()).select_from(t.routing_silences)) or 0)
+            if stored:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await database.dispose()
+    assert stored, stack.log_text()[-3000:]
+    await stack.publish(scenario_lines())
+    await stack.wait_until_applied(VALID_EVENTS)
+
+    expected = {message_id(m): m for m in map(json.loads, lines_of(replayed / "notifications.jsonl"))}
+    per_fact = sum(1 for m in expected.values() if m.get("kind") != "digest")
+    found = {message_id(json.loads(v)): json.loads(v) for _, v, _ in await stack.read("notifications", per_fact)}
+    family = [
+        m for m in found.values() if m.get("kind") != "digest" and m["pattern"]["department"] == "Family Medicine"
+    ]
+    assert family and all(m["delivery"] == "held" and m["delivery_reason"] == "silence:fm-outage" for m in family)
+    others = [
+        m for m in found.values() if m.get("kind") != "digest" and m["pattern"]["department"] != "Family Medicine"
+    ]
+    assert others and all(m == expected[message_id(m)] for m in others)
+    assert stack.stop(stack.processes[0]) == 0
