@@ -47,6 +47,13 @@ class Metrics:
         self.escalations = Counter(
             "docloop_escalations_total", "Escalations raised, by level and reason.", ["level", "reason"], registry=r
         )
+        self.routed = Counter(
+            "docloop_messages_routed_total",
+            "Messages the routing stage decided, by delivery (send, digest, held; digest_sent: a digest itself) "
+            "and audience.",
+            ["delivery", "audience"],
+            registry=r,
+        )
         self.open_patterns = Gauge(
             "docloop_open_patterns",
             "Patterns currently open (feedback given), by root cause.",
@@ -111,6 +118,9 @@ class Metrics:
         for key, count in report.escalations.items():
             level, _, reason = key.partition(":")
             self.escalations.labels(level=level, reason=reason).inc(count)
+        for key, count in report.deliveries.items():
+            delivery, _, audience = key.partition(":")
+            self.routed.labels(delivery=delivery, audience=audience).inc(count)
         if report.quarantined:
             self.quarantined.inc(len(report.quarantined))
 
