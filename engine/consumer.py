@@ -78,10 +78,11 @@ class TaskRunner:
         self.owned -= partitions
 
     def assign(self, partitions: set[int]) -> None:
-        """The rebalance ended: tasks of other replicas now drop what they held."""
+        """The rebalance ended: every assigned input partition is read again from the position the store holds
+        (or the group's committed offset, never past it), so every task starts its queues afresh: what they
+        held comes again, and nothing they showed of an input's time stands without its records."""
         self.owned = set(partitions)
-        for partition in [p for p in self.inputs if p not in self.owned]:
-            del self.inputs[partition]
+        self.inputs.clear()
 
     # ---- applying -------------------------------------------------------------------------------------
 
@@ -93,6 +94,10 @@ class TaskRunner:
                 if task not in self.owned or not inputs.waiting():
                     continue
                 behind = await self._behind(task, inputs)
+                if inputs.next_wait(time.monotonic(), self.idle_seconds) == 0:
+                    # About to go on without a quiet input: first ask the broker whether it has records for it
+                    # that the consumer has not fetched (the fetch position and high watermark can be stale).
+                    behind |= await self._unfetched(task, inputs)
                 before = inputs.went_on
                 if taken := inputs.take(time.monotonic(), self.idle_seconds, behind=behind):
                     ready[task] = taken
@@ -129,6 +134,22 @@ class TaskRunner:
             if high is None or position < high:  # not fetched yet, or fetched and not handed over
                 found.add(topic)
         return frozenset(found)
+
+    async def _unfetched(self, task: int, inputs: TaskInputs) -> frozenset[str]:
+        """The task's empty inputs whose partition's end offset in the broker is past the consumer's position.
+        Asked only when a record has waited out DOCLOOP_TASK_IDLE_MS; if the broker does not answer, the task
+        waits for the next round rather than go on blind."""
+        consumer = self.consumer()
+        empty = [TopicPartition(topic, task) for topic, queue in inputs.queues.items() if not queue]
+        if consumer is None or not empty:
+            return frozenset()
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(empty), timeout=2.0)
+            positions = {tp: await asyncio.wait_for(consumer.position(tp), timeout=0.5) for tp in empty}
+        except Exception as error:
+            log.info("task waits: end offsets unknown", extra={"task": task, "error": type(error).__name__})
+            return frozenset(tp.topic for tp in empty)
+        return frozenset(tp.topic for tp in empty if ends.get(tp, 0) > positions[tp])
 
     async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
         size = self.settings.batch_max_records

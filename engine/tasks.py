@@ -55,6 +55,9 @@ class TaskInputs:
             while queue and queue[-1].offset is not None and queue[-1].offset >= raw.offset:
                 queue.pop()
                 arrived.pop()
+            # What those records showed of this input's time is not shown any more: until they come again, the
+            # merge must not take this input as past their time.
+            self.seen[topic] = merge_key(queue[-1], self.rank[topic]) if queue else None
         queue.append(raw)
         arrived.append(now)
         key = merge_key(raw, self.rank[topic])

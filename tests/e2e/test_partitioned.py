@@ -126,7 +126,11 @@ def compare(found: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]
     if missing or extra or differing:
         import os
 
-        report = {"missing": [expected[k] for k in missing], "extra": [found[k] for k in extra]}
+        report = {
+            "missing": [expected[k] for k in missing],
+            "extra": [found[k] for k in extra],
+            "differing": [(expected[k], found[k]) for k in differing],
+        }
         Path(os.environ.get("DOCLOOP_TEST_DIFF", "/tmp/docloop-partitioned-diff.json")).write_text(json.dumps(report))
 
     def named(message: dict[str, Any]) -> tuple[str, str]:
