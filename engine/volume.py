@@ -77,26 +77,45 @@ def _audience(message: Routed) -> str:
     return message.audience
 
 
-def volume(routed: Iterable[Routed], config: RoutingConfig | None = None) -> Volume:
+Count = tuple[str, str, date, str]  # (audience, recipient, day, outcome): received, digests, grouped, inhibited...
+
+
+def counts(routed: Iterable[Routed], config: RoutingConfig | None = None) -> Counter[Count]:
+    """What each recipient got on each day: `received` (sent on its own, or a digest), `digests` (of those,
+    how many were digests), and per-fact messages that were grouped, inhibited, silenced or rate limited."""
     router = Router(config)
-    per_day: dict[str, Counter[tuple[str, date]]] = defaultdict(Counter)
-    per_week: dict[str, Counter[tuple[str, tuple[int, int]]]] = defaultdict(Counter)
-    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    found: Counter[Count] = Counter()
     for message in routed:
         audience = _audience(message)
+        day = message.created_at.date()
         if isinstance(message, FeedbackDigest):
             recipient = f"{message.recipient.type}:{message.recipient.id}"
-            outcomes[audience]["digests"] += 1
+            found[(audience, recipient, day, "digests")] += 1
         else:
             recipient = router.labels(message)["recipient"][0]
             if message.delivery != "send":
                 why = (message.delivery_reason or "").split(":", 1)[0]
-                outcomes[audience][OUTCOMES.get(why, why)] += 1
+                found[(audience, recipient, day, OUTCOMES.get(why, why))] += 1
                 continue
-        day = message.created_at.date()
-        per_day[audience][(recipient, day)] += 1
+        found[(audience, recipient, day, "received")] += 1
+    return found
+
+
+def volume(routed: Iterable[Routed], config: RoutingConfig | None = None) -> Volume:
+    return summarize(counts(routed, config))
+
+
+def summarize(found: Counter[Count]) -> Volume:
+    per_day: dict[str, Counter[tuple[str, date]]] = defaultdict(Counter)
+    per_week: dict[str, Counter[tuple[str, tuple[int, int]]]] = defaultdict(Counter)
+    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    for (audience, recipient, day, outcome), count in found.items():
+        if outcome != "received":
+            outcomes[audience][outcome] += count
+            continue
+        per_day[audience][(recipient, day)] += count
         iso = day.isocalendar()
-        per_week[audience][(recipient, (iso.year, iso.week))] += 1
+        per_week[audience][(recipient, (iso.year, iso.week))] += count
     result = []
     for audience in AUDIENCES:
         days, weeks, counted = per_day[audience], per_week[audience], outcomes[audience]

@@ -9,12 +9,14 @@ due. It runs in the department stage's transaction, under the same row lock: one
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.domain.routing import (
@@ -29,6 +31,7 @@ from engine.domain.routing import (
 )
 from engine.store import tables as t
 from engine.store.repository import OutboxRow, _chunks, _insert_new, _upsert, append_outbox
+from engine.volume import Count, counts
 from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification
 from schemas.decoding import decode_silence
 
@@ -159,6 +162,7 @@ async def run_routing_stage(
 
     await _save_state(conn, state)
     await append_outbox(conn, [outbox_row(m, keys.get(_id(m))) for m in routed])
+    await _count(conn, counts(routed, router.config))
     for chunk in _chunks([row.seq for row in queued]):
         await conn.execute(delete(t.routing_queue).where(t.routing_queue.c.seq.in_(chunk)))
     for chunk in _chunks([row.seq for row in events]):
@@ -210,6 +214,31 @@ async def _load_state(
     for row in await conn.execute(select(t.routing_inhibitions)):
         state.inhibitions[row.key] = Inhibition(row.key, row.rule, row.opened_at)
     return state
+
+
+async def _count(conn: AsyncConnection, found: Counter[Count]) -> None:
+    """Add this pass's per-recipient, per-day counts to routing_volume (insert, or add to the row there)."""
+    rows = [
+        {"recipient": recipient, "day": day, "outcome": outcome, "audience": audience, "count": count}
+        for (audience, recipient, day, outcome), count in sorted(found.items())
+    ]
+    if not rows:
+        return
+    table = t.routing_volume
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for chunk in _chunks(rows):
+        statement = dialect.insert(table).values(list(chunk))
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[table.c.recipient, table.c.day, table.c.outcome],
+                set_={"count": table.c.count + statement.excluded.count},
+            )
+        )
+
+
+async def load_volume(conn: AsyncConnection) -> Counter[Count]:
+    rows = await conn.execute(select(t.routing_volume))
+    return Counter({(r.audience, r.recipient, r.day, r.outcome): r.count for r in rows})
 
 
 async def _save_state(conn: AsyncConnection, state: RoutingState) -> None:

@@ -327,3 +327,15 @@ routing_inhibitions = Table(
     Column("rule", String(128), nullable=False),
     Column("opened_at", UTCDateTime, nullable=False),
 )
+
+# What each recipient got per day (engine/volume.py counts): the report's volume figures, kept after the
+# outbox rows are pruned. outcome: received, digests, grouped, inhibited, silenced, rate_limited.
+routing_volume = Table(
+    "routing_volume",
+    metadata,
+    Column("recipient", String(200), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("audience", String(16), nullable=False),
+    Column("count", Integer, nullable=False),
+)

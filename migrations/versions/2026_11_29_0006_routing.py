@@ -76,10 +76,19 @@ def upgrade() -> None:
         sa.Column("opened_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_routing_inhibitions")),
     )
+    op.create_table(
+        "routing_volume",
+        sa.Column("recipient", sa.String(length=200), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("audience", sa.String(length=16), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("recipient", "day", "outcome", name=op.f("pk_routing_volume")),
+    )
 
 
 def downgrade() -> None:
-    for table in ("routing_inhibitions", "routing_silences", "routing_events", "routing_groups", "routing_queue"):
+    for table in ("routing_volume", "routing_inhibitions", "routing_silences", "routing_events", "routing_groups", "routing_queue"):
         op.drop_table(table)
     with op.batch_alter_table("engine_state", schema=None) as batch_op:
         batch_op.drop_column("routing_clock")

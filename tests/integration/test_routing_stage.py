@@ -18,6 +18,7 @@ from engine.settings import Settings
 from engine.store import repository
 from engine.store import routing as routing_store
 from engine.store import tables as t
+from engine.volume import counts, load_routed, summarize
 from tests.support.scenario import scenario_lines
 
 WALL = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -89,6 +90,11 @@ async def test_routing_in_many_small_passes_equals_replay(
     mine = await published(database)
     assert {message_id(m): m for m in mine} == {message_id(m): m for m in replayed}
     assert len(mine) == len(replayed)
+    # The per-day counts the stage keeps for the report are those of what it published.
+    async with database.connect() as conn:
+        kept = await routing_store.load_volume(conn)
+    assert kept == counts(load_routed(out))
+    assert summarize(kept).of("clinician").received > 0
     kinds = {(m.get("kind", "escalation"), m["delivery"]) for m in mine}
     assert {("digest", "send"), ("pattern_opened", "digest"), ("pre_bill_alert", "send")} <= kinds
     assert ("escalation", "held") in kinds  # a per-provider escalation under the systemic one
