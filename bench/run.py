@@ -11,7 +11,7 @@ throughput  BENCH_EVENTS simulated events (first N lines of a seeded simulator f
             - the baseline: a bare aiokafka pipe (bench/pipe.py: consume, json.loads, produce one message per
               input, commit);
             - `docloop serve` on a fresh PostgreSQL database, ready = its "docloop serving" log line; done =
-              lag 0 AND the outbox drained (no row with published_at IS NULL). Its peak RSS (VmHWM) is the
+              lag 0 AND the outbox drained (no row with published_at IS NULL, none waiting to be routed). Its peak RSS (VmHWM) is the
               memory figure.
             ratio = engine events/s / pipe events/s.
 replay      `docloop replay` of the same N events on SQLite (a subprocess, wall time), events/s.
@@ -647,7 +647,11 @@ class Bench:
                 pending = (
                     0
                     if database is None
-                    else await self.dbs.scalar(database, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    else await self.dbs.scalar(
+                        database,
+                        "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL)"
+                        " + (SELECT count(*) FROM routing_queue)",
+                    )
                 )
                 if pending == 0:
                     return Drain(time.time() - ready, done, first, pending_outbox=0)
