@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
@@ -34,6 +34,30 @@ Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
 Applied = Callable[[BatchReport, int, float], None]
 
 
+class BrokerOffsets:
+    """Partitions' end offsets, from a client of its own: the group consumer's ListOffsets request waits
+    behind its own fetch (up to fetch_max_wait_ms, 500 ms); a client that fetches nothing answers at once."""
+
+    def __init__(self, bootstrap: str, **security: Any) -> None:
+        self.bootstrap = bootstrap
+        self.security = security
+        self.client: AIOKafkaConsumer | None = None
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.client is None:
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **self.security
+            )
+            await client.start()
+            self.client = client
+        return dict(await self.client.end_offsets(list(partitions)))
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.stop()
+            self.client = None
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -43,6 +67,7 @@ class TaskRunner:
         apply: Apply,
         applied: Applied,
         consumer: Callable[[], Any],
+        offsets: BrokerOffsets | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -50,6 +75,7 @@ class TaskRunner:
         self.apply = apply  # applies one task's batch, waiting out store outages
         self.applied = applied  # told about every applied batch (metrics, logs, waking the relay)
         self.consumer = consumer  # the aiokafka consumer, once started
+        self.offsets = offsets
         self.idle_seconds = settings.task_idle_ms / 1000
         self.inputs: dict[int, TaskInputs] = {}
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
@@ -141,10 +167,10 @@ class TaskRunner:
         waits for the next round rather than go on blind."""
         consumer = self.consumer()
         empty = [TopicPartition(topic, task) for topic, queue in inputs.queues.items() if not queue]
-        if consumer is None or not empty:
+        if consumer is None or self.offsets is None or not empty:
             return frozenset()
         try:
-            ends = await asyncio.wait_for(consumer.end_offsets(empty), timeout=2.0)
+            ends = await asyncio.wait_for(self.offsets.end_offsets(empty), timeout=2.0)
             positions = {tp: await asyncio.wait_for(consumer.position(tp), timeout=0.5) for tp in empty}
         except Exception as error:
             log.info("task waits: end offsets unknown", extra={"task": task, "error": type(error).__name__})
@@ -226,12 +252,12 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions assigned", extra={"tasks": sorted({tp.partition for tp in assigned})})
 
 
-async def tasks_behind(consumer: Any, database: Any, topics: Sequence[str], partitions: int) -> set[int]:
+async def tasks_behind(offsets: BrokerOffsets, database: Any, topics: Sequence[str], partitions: int) -> set[int]:
     """Tasks with input in the broker that is not applied yet (end offset past the stored position): the
     department stage must wait for them, however long they have been quiet (a task between owners after a
     crash has no one to say it is busy)."""
     wanted = [TopicPartition(topic, p) for topic in dict.fromkeys(topics) for p in range(partitions)]
-    ends = await consumer.end_offsets(wanted)
+    ends = await offsets.end_offsets(wanted)
     async with database.connect() as conn:
         applied = await repository.positions(conn, [(tp.topic, tp.partition) for tp in wanted])
     return {tp.partition for tp in wanted if ends.get(tp, 0) > applied.get((tp.topic, tp.partition), 0)}

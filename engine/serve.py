@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import schemas
-from engine.consumer import TaskAssignment, TaskRunner, tasks_behind
+from engine.consumer import BrokerOffsets, TaskAssignment, TaskRunner, tasks_behind
 from engine.database import connect
 from engine.faults import crash_point
 from engine.http import HttpServer, Response
@@ -121,6 +121,7 @@ class Service:
         )
         self.publishers = self._declare_publishers()
         self.relay = Relay(settings, self.database, self.publishers, self.metrics)  # type: ignore[arg-type]
+        self.offsets = BrokerOffsets(settings.kafka_bootstrap, **self.security.aiokafka_kwargs())
         self.tasks = TaskRunner(
             settings,
             self.processor,
@@ -128,6 +129,7 @@ class Service:
             self._apply_until_stored,
             self._applied,
             lambda: self.subscriber.consumer,
+            self.offsets,
         )
         self._declare_subscriber()
         self.stage_wake = asyncio.Event()
@@ -334,7 +336,7 @@ class Service:
                 if consumer is None:
                     continue
                 behind = await tasks_behind(
-                    consumer, self.database, inbound_topics(self.settings), self.settings.topic_partitions
+                    self.offsets, self.database, inbound_topics(self.settings), self.settings.topic_partitions
                 )
                 while True:
                     report = await self.processor.run_department_stage(behind=behind)
@@ -546,6 +548,7 @@ class Service:
             while await self.relay_once():  # publish what the last batches committed
                 pass
             await self.broker.stop()
+            await self.offsets.close()
             await self.database.dispose()
             log.info("stopped", extra={"events": dict(self.totals.events)})
 
