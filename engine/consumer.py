@@ -104,11 +104,13 @@ class TaskRunner:
         self.owned -= partitions
 
     def assign(self, partitions: set[int]) -> None:
-        """The rebalance ended: every assigned input partition is read again from the position the store holds
-        (or the group's committed offset, never past it), so every task starts its queues afresh: what they
-        held comes again, and nothing they showed of an input's time stands without its records."""
+        """The rebalance ended: tasks of other replicas now drop what they held. A task kept here keeps its
+        queues: the consumer reads its partitions again from the stored positions, and TaskInputs.add replaces
+        what comes again (records fetched for the new assignment may already be queued: dropping everything
+        here would lose them, the consumer being past them)."""
         self.owned = set(partitions)
-        self.inputs.clear()
+        for partition in [p for p in self.inputs if p not in self.owned]:
+            del self.inputs[partition]
 
     # ---- applying -------------------------------------------------------------------------------------
 
