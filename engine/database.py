@@ -5,7 +5,50 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL Docloop cannot use; the message never carries the URL's password."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for any line a person or a log reads."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(not a database URL)"  # an unparsable string may still contain a password: never echo it
+
+
+def check_database_url(url: str) -> None:
+    """Raise DatabaseUrlError unless `url` names a store Docloop can use (SQLite or PostgreSQL, async driver)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseUrlError(
+            "not a database URL; expected e.g. sqlite+aiosqlite:///./docloop.db or "
+            "postgresql+asyncpg://user:password@host/db"
+        ) from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if ASYNC_DRIVERS.get(backend) != driver:
+        expected = " or ".join(f"{b}+{d}" for b, d in ASYNC_DRIVERS.items())
+        raise DatabaseUrlError(f"unsupported database driver {parsed.drivername!r} in {mask_url(url)}; use {expected}")
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"database driver {parsed.drivername!r} is not installed") from None
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for other stores and for in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def connect(url: str) -> AsyncEngine:

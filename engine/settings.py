@@ -104,6 +104,27 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="time allowed to each `/readyz` check (database `SELECT 1`, Kafka metadata)"
     )
+    readiness_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="how long `/readyz` reuses each check's result; concurrent probes share one running check",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="bearer tokens of the read API on the side port, comma separated; the API is off unless "
+        "this or DOCLOOP_API_TOKENS_FILE is set (prefer the file)",
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="file of read API tokens, one per line (a mounted secret), read at start; wins over "
+        "DOCLOOP_API_TOKENS",
+    )
+    start_timeout_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="how long serve retries (with backoff) an unreachable database at start before it exits "
+        "with code 3; 0 retries forever",
+    )
 
     # Rules (DESIGN.md defaults)
     pattern_threshold: int = Field(3, ge=1, description="cases within the window that open a pattern")
