@@ -9,6 +9,7 @@ the outbound messages already carry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,9 +48,9 @@ class EscalationFilter:
 @dataclass(frozen=True)
 class PatternDetail:
     pattern: Row[Any]
-    cases: list[Row[Any]]
-    notifications: list[Row[Any]]
-    escalations: list[Row[Any]]
+    cases: Sequence[Any]  # rows
+    notifications: Sequence[Any]
+    escalations: Sequence[Any]
 
 
 async def patterns_page(
@@ -154,7 +155,7 @@ async def pattern_detail(conn: AsyncConnection, pattern_id: str) -> PatternDetai
         e.pattern_id == pattern_id,
         and_(e.pattern_id.is_(None), e.department == pattern.department, e.root_cause == pattern.root_cause),
     )
-    escalations: list[Row[Any]] = list(
-        (await conn.execute(_escalation_query().where(own_or_systemic).order_by(e.created_at, e.escalation_id))).all()
-    )
-    return PatternDetail(pattern, list(cases), list(notifications), escalations)
+    escalations = (
+        await conn.execute(_escalation_query().where(own_or_systemic).order_by(e.created_at, e.escalation_id))
+    ).all()
+    return PatternDetail(pattern, cases, notifications, escalations)
