@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.database import connect
+from engine.domain import ids
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
 from engine.store import tables as t
@@ -34,8 +35,14 @@ def read_events(paths: list[Path]) -> Iterator[RawEvent]:
                     yield RawEvent(value=value, key=None, origin=f"{path.name}:{number}")
 
 
-async def replay(paths: list[Path], out: Path, settings: Settings) -> ReplayResult:
-    """Apply the files' events in order, in batches, then write what the outbox gained to `out`."""
+async def replay(
+    paths: list[Path], out: Path, settings: Settings, progress: Callable[[int], None] | None = None
+) -> ReplayResult:
+    """Apply the files' events in order, in batches, then write what the outbox gained to `out`.
+
+    `progress` hears the number of lines read after every batch. Each DLQ entry names the file and line of the
+    rejected event (`source`): the outbox keeps only an id derived from it, so the batch's own rows map it back.
+    """
     out.mkdir(parents=True, exist_ok=True)
     database = connect(settings.database_url)
     processor = Processor(settings, database)
@@ -44,22 +51,33 @@ async def replay(paths: list[Path], out: Path, settings: Settings) -> ReplayResu
     try:
         async with database.connect() as conn:
             first_new = ((await conn.scalar(select(func.max(t.outbox.c.seq)))) or 0) + 1
+        sources: dict[str, str] = {}
+
+        async def apply(batch: list[RawEvent]) -> None:
+            batch_report, rows = await processor.apply_batch(batch)
+            report.add(batch_report)
+            rejected = {row.message_id for row in rows if row.stream == "dlq"}
+            if rejected:
+                sources.update({i: raw.origin for raw in batch if (i := ids.dlq_id(raw.origin)) in rejected})
+            if progress is not None:
+                progress(lines)
+
         batch: list[RawEvent] = []
         for raw in read_events(paths):
             lines += 1
             batch.append(raw)
             if len(batch) >= settings.batch_max_records:
-                report.add((await processor.apply_batch(batch))[0])
+                await apply(batch)
                 batch = []
         if batch:
-            report.add((await processor.apply_batch(batch))[0])
-        counts = await _write_outputs(database, out, first_new)
+            await apply(batch)
+        counts = await _write_outputs(database, out, first_new, sources)
     finally:
         await database.dispose()
     return ReplayResult(lines, report, counts["notifications"], counts["escalations"], counts["dlq"])
 
 
-async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> dict[str, int]:
+async def _write_outputs(database: AsyncEngine, out: Path, first_new: int, sources: dict[str, str]) -> dict[str, int]:
     files = {
         name: (out / f"{name}.jsonl").open("w", encoding="utf-8") for name in ("notifications", "escalations", "dlq")
     }
@@ -70,7 +88,8 @@ async def _write_outputs(database: AsyncEngine, out: Path, first_new: int) -> di
             last_seq = first_new - 1
             for row in await conn.execute(query):
                 if row.stream == "dlq":
-                    line = json.dumps({"reason": row.reason, "raw": row.value.decode("utf-8", "replace")})
+                    entry = {"source": sources.get(row.message_id), "reason": row.reason}
+                    line = json.dumps({**entry, "raw": row.value.decode("utf-8", "replace")})
                 else:
                     line = row.value.decode("utf-8")
                 files[row.stream].write(line + "\n")
