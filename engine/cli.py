@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from pydantic import ValidationError
 from sqlalchemy import inspect
@@ -247,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         "4 nothing to work with (no store, every line rejected)",
     )
     parser.add_argument("--version", action="version", version=f"docloop {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, parser_class=Parser),
+    )
 
     def command(name: str, help: str, *example_lines: str) -> argparse.ArgumentParser:
         return commands.add_parser(
