@@ -5,7 +5,41 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL Docloop cannot use; the message never carries the URL's password."""
+
+
+def check_database_url(url: str) -> None:
+    """Raise DatabaseUrlError unless `url` names a store Docloop can use (SQLite or PostgreSQL, async driver)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise DatabaseUrlError(
+            "not a database URL; expected e.g. sqlite+aiosqlite:///./docloop.db or "
+            "postgresql+asyncpg://user:password@host/db"
+        ) from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if ASYNC_DRIVERS.get(backend) != driver:
+        expected = " or ".join(f"{b}+{d}" for b, d in ASYNC_DRIVERS.items())
+        raise DatabaseUrlError(f"unsupported database driver {parsed.drivername!r} in {masked(url)}; use {expected}")
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"database driver {parsed.drivername!r} is not installed") from None
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for other stores and for in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
 
 
 def masked(url: str) -> str:

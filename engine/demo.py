@@ -25,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.domain.routing import Routed
+from engine.errors import EXIT_UNREACHABLE, CliError, ExampleHelpFormatter, examples
+from engine.kafka_security import KafkaConnectError, KafkaSecurity, check_connection
 from engine.simulate import SimulationConfig, generate
 from engine.store import tables as t
 from engine.volume import render_text, volume
@@ -34,7 +36,12 @@ EXAMPLES_PER_KIND = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("demo", help="the whole loop on a local Kafka: simulate, serve, watch, report")
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole loop on a local Kafka: simulate, serve, watch, report",
+        epilog=examples("docloop demo", "DOCLOOP_KAFKA_BOOTSTRAP=broker:9092 docloop demo --providers 80 --out demo"),
+        formatter_class=ExampleHelpFormatter,
+    )
     parser.add_argument("--seed", type=int, default=7, help="simulator seed")
     parser.add_argument("--providers", type=int, default=40, help="providers in the simulated group")
     parser.add_argument("--days", type=int, default=90, help="days of visits (a quarter)")
@@ -78,6 +85,10 @@ class Demo:
         }
 
     async def run(self) -> int:
+        try:
+            await check_connection(self.bootstrap, KafkaSecurity(), timeout=10)
+        except KafkaConnectError as error:
+            raise CliError(f"{error} (the demo needs a Kafka broker: `make up`)", EXIT_UNREACHABLE) from None
         self.out.mkdir(parents=True, exist_ok=True)
         for old in self.out.glob("docloop.db*"):
             old.unlink()

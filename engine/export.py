@@ -1,4 +1,5 @@
-"""`docloop schemas export`: JSON Schema for every contract and the AsyncAPI document of the service.
+"""`docloop schemas export`: JSON Schema for every contract, the AsyncAPI document of the service and the
+OpenAPI document of its read API.
 
 Both are generated from the code (the pydantic models and the FastStream app) and committed; a test fails
 when the committed files drift from what the code generates.
@@ -43,6 +44,9 @@ def generated_files() -> dict[str, str]:
     from engine.serve import asyncapi_document  # imports FastStream: only when exporting
 
     files["asyncapi.json"] = _dump(asyncapi_document())
+    from engine.api import openapi_document
+
+    files["openapi.json"] = _dump(openapi_document())
     return files
 
 

@@ -34,5 +34,5 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiokafka logs record contents at debug level; keep third-party loggers at warning.
-    for noisy in ("aiokafka", "faststream", "sqlalchemy", "asyncio"):
+    for noisy in ("aiokafka", "faststream", "sqlalchemy", "asyncio", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +39,18 @@ def read_events(paths: list[Path]) -> Iterator[RawEvent]:
                     yield RawEvent(value=value, key=None, origin=f"{path.name}:{number}")
 
 
-async def replay(paths: list[Path], out: Path, settings: Settings, partitions: int | None = None) -> ReplayResult:
+async def replay(
+    paths: list[Path],
+    out: Path,
+    settings: Settings,
+    partitions: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
     """Apply the files' events as `serve` would on `partitions` partitions (default DOCLOOP_TOPIC_PARTITIONS):
     each event goes to the task of its provider (Kafka's default partitioner on the NPI), each task applies
-    its inputs merged in event-time order with its own clock, and the department stage runs once every task
-    is done. Then write what the outbox gained to `out`."""
+    its inputs merged in event-time order with its own clock, and the department and routing stages run once
+    every task is done. Then write what the outbox gained to `out`. `progress` hears the number of events
+    applied so far after every batch."""
     out.mkdir(parents=True, exist_ok=True)
     count = partitions or settings.topic_partitions
     settings = settings.model_copy(update={"topic_partitions": count})
@@ -80,10 +87,16 @@ async def replay(paths: list[Path], out: Path, settings: Settings, partitions: i
                 topic, with_time(raw, decoded, keep=False)
             )
         pending: dict[int, list[RawEvent]] = {}
+        applied = 0
 
         async def flush(task: int) -> None:
+            nonlocal applied
             if pending.get(task):
-                report.add(await processor.apply(pending.pop(task), task))
+                batch = pending.pop(task)
+                report.add(await processor.apply(batch, task))
+                applied += len(batch)
+                if progress is not None:
+                    progress(applied)
 
         for task, raw in merged(inputs):
             if task == UNRESOLVED:

@@ -30,12 +30,16 @@ from faststream.specification import AsyncAPI
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 import schemas
+from engine.api import ApiTokenError, ReadApi, load_api_tokens
 from engine.consumer import BrokerOffsets, TaskAssignment, TaskRunner, tasks_behind
-from engine.database import connect
+from engine.database import DatabaseUrlError, check_database_url, connect, masked
 from engine.faults import crash_point
-from engine.http import HttpServer, Response
+from engine.http import CachedCheck, SidePort, build_app, json_response
 from engine.kafka_security import KafkaConnectError, KafkaSecurity, KafkaSecurityError, check_connection
 from engine.logs import setup_logging
 from engine.metrics import Metrics
@@ -53,6 +57,14 @@ LOGGED_PATTERN_IDS = 20  # per batch log line; the metrics carry the totals
 
 class PartitioningError(Exception):
     """The inbound topics (or the store) are partitioned otherwise than DOCLOOP_TOPIC_PARTITIONS says."""
+
+
+class StoreUnreachable(Exception):
+    """The store did not answer within DOCLOOP_START_TIMEOUT_SECONDS at start."""
+
+    def __init__(self, attempts: int, error: str) -> None:
+        super().__init__(f"database unreachable at start after {attempts} attempts ({error}); giving up")
+        self.attempts, self.error = attempts, error
 
 
 class Stopping(Exception):
@@ -136,9 +148,10 @@ class Service:
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()
-        self.http: HttpServer | None = None
-        self.readiness_lock = asyncio.Lock()
-        self.readiness: tuple[float, dict[str, str]] | None = None
+        self.http: SidePort | None = None
+        self.api_tokens = load_api_tokens(settings)  # reads the token file, if any, now
+        self.database_check = CachedCheck(self._check_database, settings.readiness_cache_seconds)
+        self.kafka_check = CachedCheck(self._check_kafka, settings.readiness_cache_seconds)
 
     # ---- wiring -------------------------------------------------------------------------------------
 
@@ -418,15 +431,17 @@ class Service:
 
     # ---- the HTTP side port: metrics and probes ---------------------------------------------------------
 
+    # ---- the HTTP side port: metrics, probes and the read API ----------------------------------------------
+
+    def http_app(self) -> Starlette:
+        api_routes = ReadApi(self.database, self.api_tokens).routes() if self.api_tokens else []
+        return build_app(self.metrics_endpoint, self.healthz, self.readyz, api_routes)
+
     async def start_http(self) -> None:
         s = self.settings
         if s.http_port == 0:
             return
-        server = HttpServer(
-            s.http_host,
-            s.http_port,
-            {"/metrics": self.metrics_endpoint, "/healthz": self.healthz, "/readyz": self.readyz},
-        )
+        server = SidePort(self.http_app(), s.http_host, s.http_port)
         try:
             await server.start()
         except OSError as error:
@@ -438,52 +453,53 @@ class Service:
             )
             return
         self.http = server
-        log.info("http: listening", extra={"host": s.http_host, "port": server.port})
+        log.info(
+            "http: listening",
+            extra={"host": s.http_host, "port": server.port, "api": "on" if self.api_tokens else "off"},
+        )
 
     async def stop_http(self) -> None:
         if self.http is not None:
             await self.http.stop()
             self.http = None
 
-    async def metrics_endpoint(self) -> Response:
+    async def metrics_endpoint(self, request: Request) -> Response:
         body, content_type = self.metrics.exposition()
-        return Response(200, body, content_type)
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
-    async def healthz(self) -> Response:
-        return Response.json(200, {"status": "alive"})
+    async def healthz(self, request: Request) -> Response:
+        return json_response(200, {"status": "alive"})
 
-    async def readyz(self) -> Response:
-        """Ready when the database answers `SELECT 1`, Kafka answers a metadata request (both in time) and the
-        relay is not stuck. The checks run at most once per DOCLOOP_READINESS_CACHE_SECONDS and one at a time:
-        a burst of probes shares one database query and one Kafka request instead of slowing the engine."""
-        async with self.readiness_lock:
-            cached = self.readiness
-            if cached is None or time.monotonic() - cached[0] >= self.settings.readiness_cache_seconds:
-                self.readiness = cached = (time.monotonic(), await self.readiness_checks())
-        checks = dict(cached[1])
+    async def readyz(self, request: Request) -> Response:
+        """Ready when the database answers `SELECT 1` and Kafka answers a metadata request, both in time, and
+        the relay is not stuck.
+
+        Each check's result is reused for DOCLOOP_READINESS_CACHE_SECONDS and runs once at a time (CachedCheck),
+        so a burst of probes costs one query and one broker request, not one per call."""
+        results = await asyncio.gather(self.database_check.get(), self.kafka_check.get())
+        checks = dict(zip(("database", "kafka"), results, strict=True))
         checks["relay"] = f"stuck for {self.relay.stuck_for():.0f} s" if self.relay.is_stuck() else "ok"
         ready = all(result == "ok" for result in checks.values())
-        return Response.json(200 if ready else 503, {"ready": ready, "checks": checks})
+        return json_response(200 if ready else 503, {"ready": ready, "checks": checks})
 
-    async def readiness_checks(self) -> dict[str, str]:
-        timeout = self.settings.readiness_timeout_seconds
+    async def _check_database(self) -> str:
+        try:
+            async with asyncio.timeout(self.settings.readiness_timeout_seconds):
+                async with self.database.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            return "ok"
+        except Exception as error:  # the class only: driver messages can name hosts and users
+            return f"failed: {type(error).__name__}"
 
-        async def database() -> str:
-            try:
-                async with asyncio.timeout(timeout):
-                    async with self.database.connect() as conn:
-                        await conn.execute(text("SELECT 1"))
-                return "ok"
-            except Exception as error:  # the class only: driver messages can name hosts and users
-                return f"failed: {type(error).__name__}"
-
-        async def kafka() -> str:
-            try:
-                return "ok" if await self.broker.ping(timeout) else "failed: no metadata response"
-            except Exception as error:
-                return f"failed: {type(error).__name__}"
-
-        return dict(zip(("database", "kafka"), await asyncio.gather(database(), kafka()), strict=True))
+    async def _check_kafka(self) -> str:
+        try:
+            return (
+                "ok"
+                if await self.broker.ping(self.settings.readiness_timeout_seconds)
+                else "failed: no metadata response"
+            )
+        except Exception as error:
+            return f"failed: {type(error).__name__}"
 
     async def run_metrics_refresh(self) -> None:
         """Keep the gauges read from the database (open patterns, outbox backlog) fresh."""
@@ -506,11 +522,51 @@ class Service:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stopping.set)
-        await self.start_http()  # /healthz answers during start-up; /readyz only once Kafka is connected
+        await self.start_http()  # /healthz answers during start-up; /readyz only once the store and Kafka answer
         try:
-            await self._serve()
+            if await self.wait_for_store():
+                await self._serve()
+            else:
+                await self.database.dispose()
         finally:
             await self.stop_http()
+
+    async def wait_for_store(self) -> bool:
+        """Reach the store (and migrate it, when DOCLOOP_MIGRATE_ON_START) before anything else, retrying with
+        backoff like an outage while running. False when asked to stop meanwhile.
+
+        It gives up after DOCLOOP_START_TIMEOUT_SECONDS (0: never) with StoreUnreachable, so that an orchestrator
+        sees a failing start (a restarting pod, an alert) instead of a pod that waits silently forever; its
+        liveness probe stays green meanwhile, because the process itself is fine.
+        """
+        s = self.settings
+        limit = s.start_timeout_seconds
+        deadline = time.monotonic() + limit if limit > 0 else None
+        delay, attempts = 0.5, 0
+        while True:
+            attempts += 1
+            try:
+                if s.migrate_on_start:
+                    await asyncio.to_thread(upgrade, s.database_url)
+                else:
+                    async with self.database.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                if attempts > 1:
+                    log.info("store reachable", extra={"attempts": attempts})
+                return True
+            except Exception as error:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise StoreUnreachable(attempts, type(error).__name__) from None
+                log.warning(
+                    "store unavailable at start; retrying",
+                    extra={"retry_in_s": delay, "attempt": attempts, "error": type(error).__name__},
+                )
+            try:
+                await self._pause(delay)
+            except Stopping:
+                log.info("shutdown requested while waiting for the store")
+                return False
+            delay = min(delay * 2, 30.0)
 
     async def _serve(self) -> None:
         s = self.settings
@@ -576,44 +632,21 @@ def asyncapi_document() -> Any:
     return document
 
 
-async def wait_for_database(database: AsyncEngine, timeout: float) -> bool:
-    """At start, as during an outage: retry with backoff and say so in the JSON log; give up after `timeout`
-    (exit code 3: an orchestrator restarts the process with its own backoff, and the log says why)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.5
-    while True:
-        try:
-            async with database.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            await database.dispose()  # its connections belong to this event loop, not serve's
-            return True
-        except Exception as error:  # the class only: driver messages can name hosts and users
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.error(
-                    "database unreachable at start; giving up",
-                    extra={"error": type(error).__name__, "waited_s": timeout},
-                )
-                await database.dispose()
-                return False
-            log.warning(
-                "database unreachable at start; retrying", extra={"error": type(error).__name__, "retry_in_s": delay}
-            )
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 15.0)
-
-
 def run_service(settings: Settings) -> int:
+    """Run serve until SIGTERM. Exit codes: 0 stopped, 2 bad settings, 3 Kafka or the store unreachable."""
     setup_logging(settings.log_level)
     try:
+        check_database_url(settings.database_url)
         service = Service(settings)
+    except DatabaseUrlError as error:
+        log.error(str(error))
+        return 2
     except KafkaSecurityError as error:
         log.error(f"kafka security settings: {error}")
         return 2
-    if not asyncio.run(wait_for_database(service.database, settings.start_timeout_seconds)):
-        return 3
-    if settings.migrate_on_start:
-        upgrade(settings.database_url)
+    except ApiTokenError as error:
+        log.error(str(error))
+        return 2
     try:
         asyncio.run(service.run())
     except KafkaConnectError as error:
@@ -622,4 +655,7 @@ def run_service(settings: Settings) -> int:
     except PartitioningError as error:
         log.error(str(error))
         return 2
+    except StoreUnreachable as error:
+        log.error(str(error), extra={"database": masked(settings.database_url)})
+        return 3
     return 0

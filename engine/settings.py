@@ -143,20 +143,29 @@ class Settings(BaseSettings):
     metrics_refresh_seconds: float = Field(
         15.0, gt=0, description="how often the gauges read from the database (open patterns, outbox backlog) refresh"
     )
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, description="time allowed to each `/readyz` check (database `SELECT 1`, Kafka metadata)"
+    )
     readiness_cache_seconds: float = Field(
         2.0,
         ge=0,
-        description="`/readyz` runs its database and Kafka checks at most once per this, one at a time; "
-        "probes in between get the last result",
+        description="how long `/readyz` reuses each check's result; concurrent probes share one running check",
+    )
+    api_tokens: SecretStr | None = Field(
+        None,
+        description="bearer tokens of the read API on the side port, comma separated; the API is off unless "
+        "this or DOCLOOP_API_TOKENS_FILE is set (prefer the file)",
+    )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="file of read API tokens, one per line (a mounted secret), read at start; wins over "
+        "DOCLOOP_API_TOKENS",
     )
     start_timeout_seconds: float = Field(
         300.0,
-        gt=0,
-        description="serve retries an unreachable database at start (with backoff, logged) for this long, then "
-        "exits with code 3",
-    )
-    readiness_timeout_seconds: float = Field(
-        2.0, gt=0, description="time allowed to each `/readyz` check (database `SELECT 1`, Kafka metadata)"
+        ge=0,
+        description="how long serve retries (with backoff) an unreachable database at start before it exits "
+        "with code 3; 0 retries forever",
     )
 
     # Rules (DESIGN.md defaults)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from engine.errors import ExampleHelpFormatter, examples
 from engine.ingest.common import (
     CLAIM_LEVEL_PROCEDURE_CODE,
     DEFAULT_DEPARTMENT,
@@ -32,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "ingest",
         help="turn X12 835 remittances or FHIR resources into Docloop events",
         description="Turn payer remittances (X12 835) or FHIR resources into Docloop events, as JSONL or on Kafka.",
+        epilog=examples("docloop ingest x12 remit.835 --out events.jsonl", "docloop ingest fhir bundle.json --publish"),
+        formatter_class=ExampleHelpFormatter,
     )
     formats = ingest.add_subparsers(dest="ingest_format", required=True, metavar="{x12,fhir}")
 
@@ -39,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "x12",
         help="X12 835 remittances (005010X221A1) into claim.denied events",
         description="One claim.denied event per claim with a denial adjustment, on a line or at claim level.",
+        epilog=examples(
+            "docloop ingest x12 remit.835 --provider-directory providers.csv --out events.jsonl",
+            "docloop ingest x12 *.835 --claim-id clp07 --publish",
+        ),
+        formatter_class=ExampleHelpFormatter,
     )
     _add_common_options(x12, source="x12-835")
     x12.add_argument(
@@ -64,6 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="FHIR R4 JSON, Bundles or NDJSON into claim.denied and note.signed events",
         description="ClaimResponse/ExplanationOfBenefit into claim.denied; DocumentReference/Composition into "
         "note.signed.",
+        epilog=examples(
+            "docloop ingest fhir bundle.json --out events.jsonl", "docloop ingest fhir resources.ndjson --publish"
+        ),
+        formatter_class=ExampleHelpFormatter,
     )
     _add_common_options(fhir, source="fhir")
     fhir.set_defaults(func=run_fhir)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.errors import ExampleHelpFormatter, examples, writable_file
 from engine.simulate.catalog import DOCUMENTATION_ROOT_CAUSES, PATTERN_THRESHOLD, PATTERN_WINDOW_DAYS
 from engine.simulate.world import Simulation, SimulationConfig, simulate
 
@@ -123,7 +124,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "simulate",
         help="generate a seeded synthetic event stream",
         description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=examples(
+            "docloop simulate --out events.jsonl",
+            "docloop simulate --seed 3 --providers 200 --days 180 --out big.jsonl",
+        ),
+        formatter_class=ExampleHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace, clock: Callable[[], datetime] = lambda: dateti
     if args.out == "-":
         write_events(simulation.events, sys.stdout)
     else:
-        with Path(args.out).open("w", encoding="utf-8", newline="\n") as stream:
+        with writable_file(Path(args.out), "--out").open("w", encoding="utf-8", newline="\n") as stream:
             write_events(simulation.events, stream)
     print(summarize(simulation, time.perf_counter() - started), file=sys.stderr)
     # The wall clock only decides whether to warn; it never shapes the events.

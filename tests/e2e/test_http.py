@@ -146,3 +146,36 @@ async def test_logs_of_a_full_run_carry_no_patient_identifier(stack: Stack) -> N
     # The lines carry ids to trace by: events and the patterns that moved.
     assert batches[0]["first_event_id"] == "d-1001" and batches[-1]["last_event_id"] == "phi-1"
     assert any("d054b813-bfae-59e6-957a-23868b769e0a" in e["pattern_ids"] for e in batches)
+
+
+async def test_the_read_api_on_the_running_service_needs_a_token(stack: Stack) -> None:
+    stack.single_topic, stack.partitions = True, 1
+    port = free_port()
+    service = stack.start(DOCLOOP_HTTP_PORT=str(port), DOCLOOP_API_TOKENS="tok-1,tok-2")
+    await stack.publish(scenario_lines())
+    await stack.wait_until_applied(VALID_EVENTS)
+
+    def fetch(path: str, token: str | None) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+    status, headers, _ = await asyncio.to_thread(fetch, "/api/v1/patterns", None)
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    status, _, body = await asyncio.to_thread(fetch, "/api/v1/patterns?status=open&limit=500", "tok-2")
+    assert status == 200 and b"MRN-" not in body
+    patterns = json.loads(body)["items"]
+    assert patterns and all(p["status"] == "open" for p in patterns)
+    status, _, body = await asyncio.to_thread(fetch, f"/api/v1/patterns/{patterns[0]['pattern_id']}", "tok-1")
+    assert status == 200 and json.loads(body)["cases"]
+    status, _, body = await asyncio.to_thread(fetch, "/api/v1/escalations?state=open", "tok-1")
+    assert status == 200 and json.loads(body)["items"]
+    status, headers, body = await asyncio.to_thread(fetch, "/report", "tok-1")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b"<svg" in body
+    assert (await get(port, "/healthz"))[0] == 200 and (await get(port, "/metrics"))[0] == 200  # probes stay open
+    assert stack.stop(service) == 0

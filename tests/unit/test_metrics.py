@@ -1,4 +1,5 @@
-"""Docloop's Prometheus metrics and the tiny HTTP server that serves them (no broker, an embedded SQLite store)."""
+"""Docloop's Prometheus metrics and the side port (Starlette on uvicorn) that serves them (no broker, an
+embedded SQLite store)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
 
 from engine.database import connect
-from engine.http import HttpServer, Response
+from engine.http import CachedCheck, SidePort, build_app, json_response
 from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
@@ -110,45 +113,104 @@ async def request(port: int, raw: bytes) -> tuple[str, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, *header_lines = head.decode().split("\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *header_lines = head.decode().strip().split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    body = b""
+    if not raw.startswith(b"HEAD") and "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    writer.close()
     return status, headers, body
 
 
-async def test_the_http_server_routes_get_and_head_and_rejects_the_rest() -> None:
+async def test_the_side_port_routes_get_and_head_and_rejects_the_rest() -> None:
     metrics = Metrics()
     metrics.record(BatchReport(events=Counter({"claim.denied:applied": 1})))
 
-    async def scrape() -> Response:
+    async def scrape(request: Request) -> Response:
         body, content_type = metrics.exposition()
-        return Response(200, body, content_type)
+        return Response(body, media_type=content_type)
 
-    async def broken() -> Response:
+    async def alive(request: Request) -> Response:
+        return json_response(200, {"status": "alive"})
+
+    async def broken(request: Request) -> Response:
         raise RuntimeError("MRN-1234 must not leak")
 
-    server = HttpServer("127.0.0.1", 0, {"/metrics": scrape, "/broken": broken})
+    server = SidePort(build_app(scrape, alive, broken), "127.0.0.1", 0)
     await server.start()
+    port = server.port
     try:
         status, headers, body = await request(server.port, b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == "HTTP/1.1 200 OK"
         assert headers["content-type"].startswith("text/plain")
-        assert int(headers["content-length"]) == len(body)
         assert b'docloop_events_total{event_type="claim.denied",result="applied"} 1.0' in body
 
-        status, headers, body = await request(server.port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        status, headers, body = await request(server.port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == "HTTP/1.1 200 OK" and body == b"" and int(headers["content-length"]) > 0
 
-        assert (await request(server.port, b"GET /nope HTTP/1.1\r\n\r\n"))[0] == "HTTP/1.1 404 Not Found"
-        status, headers, _ = await request(server.port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
-        assert status == "HTTP/1.1 405 Method Not Allowed" and headers["allow"] == "GET, HEAD"
-        assert (await request(server.port, b"nonsense\r\n\r\n"))[0] == "HTTP/1.1 400 Bad Request"
-        assert (await request(server.port, b"GET /" + b"x" * 20_000 + b" HTTP/1.1\r\n\r\n"))[0].startswith(
-            "HTTP/1.1 400"
+        assert (await request(server.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == "HTTP/1.1 404 Not Found"
+        status, headers, _ = await request(
+            server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
         )
-        status, _, body = await request(server.port, b"GET /broken HTTP/1.1\r\n\r\n")
+        assert status == "HTTP/1.1 405 Method Not Allowed"
+        assert set(headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+        assert (await request(server.port, b"nonsense\r\n\r\n"))[0] == "HTTP/1.1 400 Bad Request"
+        status, _, body = await request(server.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == "HTTP/1.1 500 Internal Server Error" and b"MRN" not in body
     finally:
         await server.stop()
+    with pytest.raises(OSError):  # stopped: nothing listens any more
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_taken_port_raises_at_start() -> None:
+    first = SidePort(build_app(_ok, _ok, _ok), "127.0.0.1", 0)
+    await first.start()
+    try:
+        with pytest.raises(OSError):
+            await SidePort(build_app(_ok, _ok, _ok), "127.0.0.1", first.port).start()
+    finally:
+        await first.stop()
+
+
+async def _ok(request: Request) -> Response:
+    return Response("ok")
+
+
+async def test_a_cached_check_runs_once_for_concurrent_callers_and_again_after_its_ttl() -> None:
+    calls = 0
+    now = [100.0]
+    gate = asyncio.Event()
+
+    async def check() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return f"ok {calls}"
+
+    cached = CachedCheck(check, ttl=2.0, clock=lambda: now[0])
+    waiting = [asyncio.create_task(cached.get()) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert set(await asyncio.gather(*waiting)) == {"ok 1"} and calls == 1
+    now[0] += 1.9
+    assert await cached.get() == "ok 1" and calls == 1  # still fresh
+    now[0] += 0.2
+    assert await cached.get() == "ok 2" and calls == 2  # expired: checked again
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_check() -> None:
+    gate = asyncio.Event()
+
+    async def check() -> str:
+        await gate.wait()
+        return "ok"
+
+    cached = CachedCheck(check, ttl=2.0)
+    impatient = asyncio.create_task(cached.get())
+    patient = asyncio.create_task(cached.get())
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+    gate.set()
+    assert await patient == "ok"
