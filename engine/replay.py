@@ -67,6 +67,7 @@ async def replay(
             raise ValueError(
                 f"the store's tasks were computed for {stored} partitions, not {count}: use --partitions {stored}"
             )
+        await processor.load_phi_key(warn=database.dialect.name != "sqlite")  # a file made for this replay
         inputs: dict[int, TaskInputs] = {}
         origins: dict[str, str] = {}  # DLQ message id -> "file:line", for dlq.jsonl
         wall = processor.wall_clock()

@@ -163,13 +163,13 @@ class Processor:
         assert self.phi_key is not None, "the PHI key is loaded before any event is applied"
         return _keyed_hash(self.phi_key, patient_ref)
 
-    async def load_phi_key(self) -> None:
+    async def load_phi_key(self, warn: bool = True) -> None:
         """The configured key, or the store's own: made at random at the first start and kept with the store,
         so every replica and restart hashes alike. A constant key in the code would make every stored hash
         reversible (an 8-digit MRN space takes minutes on one core)."""
         if self.phi_key is not None:
             return
-        self.phi_key = (await repository.phi_key(self.database)).encode()
+        self.phi_key = (await repository.phi_key(self.database, warn)).encode()
 
     def decode(self, raw: RawEvent, wall: datetime) -> InboundEvent:
         if raw.value is None:

@@ -719,8 +719,9 @@ async def run_department_stage(
     return StagePass(escalations, len(rows), closed, True, limit, advance_to)
 
 
-async def phi_key(database: AsyncEngine) -> str:
-    """The store's PHI hash key, made at random by whichever replica asks first (insert-if-absent)."""
+async def phi_key(database: AsyncEngine, warn: bool = True) -> str:
+    """The store's PHI hash key, made at random by whichever replica asks first (insert-if-absent); says so
+    as a warning (`warn`) or, for a store made for one replay, at info level."""
     import logging
     import secrets
     from datetime import UTC
@@ -732,7 +733,8 @@ async def phi_key(database: AsyncEngine) -> str:
             made = {"name": "phi_hash_key", "value": secrets.token_hex(32), "created_at": datetime.now(UTC)}
             await _insert_new(conn, t.engine_secrets, [made])
             key = await conn.scalar(query)
-            logging.getLogger("docloop.store").warning(
+            logging.getLogger("docloop.store").log(
+                logging.WARNING if warn else logging.INFO,
                 "DOCLOOP_PHI_HASH_KEY is unset: made a random key and kept it in the store (engine_secrets); "
                 "production should manage its own key"
             )

@@ -34,6 +34,7 @@ async def client(database: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     processor = Processor(Settings(database_url="sqlite://"), database, wall_clock=lambda: WALL)
     lines = scenario_lines()
     await processor.apply_batch([RawEvent(line.encode(), None, f"scenario.jsonl:{i}") for i, line in enumerate(lines)])
+    await processor.run_department_stage(everything=True)  # systemic escalations; messages routed to the outbox
     app = build_app(_nothing, _nothing, _nothing, ReadApi(database, [b"other", TOKEN.encode()]).routes())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://side") as http:
         yield http

@@ -48,7 +48,7 @@ async def test_a_burst_of_probes_costs_one_query_and_one_broker_request_per_peri
 
             first = await burst()
             assert [r.status_code for r in first] == [200] * 300  # no false 503
-            assert first[0].json() == {"ready": True, "checks": {"database": "ok", "kafka": "ok"}}
+            assert first[0].json() == {"ready": True, "checks": {"database": "ok", "kafka": "ok", "relay": "ok"}}
             assert (queries.count("SELECT 1"), pings) == (1, 1)
 
             now[0] += 1.5  # within the period: answered from the cache

@@ -19,4 +19,4 @@ def test_progress_speaks_at_most_once_per_period(capsys: pytest.CaptureFixture[s
     now[0] = 6.0
     progress(60_000)  # too soon for another line
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == "replay: 50,000 lines so far (10,000/s)\n"
+    assert captured.out == "" and captured.err == "replay: 50,000 events applied so far (10,000/s)\n"
