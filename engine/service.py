@@ -153,6 +153,7 @@ class Processor:
             changes = state.take_changes()
             await repository.save_changes(conn, changes, state.clock or wall, not loader.events_recorded)
             await repository.append_outbox(conn, rows)
+            await repository.save_providers(conn, events)  # names for the report, latest per NPI
             await repository.save_clock(conn, state.clock, wall if events else clock.last_event_wall_at)
             crash_point("before_commit")
         self.applied_since_start += len(events)
