@@ -77,16 +77,18 @@ nav a { color: var(--accent); }
 .kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 200px), 1fr)); gap: 12px;
         margin: 14px 0 8px; }
 .kpi { background: var(--panel); border-radius: 8px; padding: 12px 14px; }
-.kpi .value { font-size: 23px; font-weight: 650; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.kpi .value { font-size: 23px; font-weight: 650; font-variant-numeric: tabular-nums; overflow-wrap: break-word; }
 .kpi .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
 .kpi .sub { font-size: 13px; margin-top: 2px; }
 .findings { padding-left: 20px; margin: 12px 0; }
 .findings li { margin: 4px 0; }
 .pair { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 420px), 1fr)); gap: 8px 28px; }
-figure { margin: 0; min-width: 0; break-inside: avoid; page-break-inside: avoid; }
+figure { margin: 0; min-width: 0; max-width: 100%; break-inside: avoid; page-break-inside: avoid; }
+figure.weekly { max-width: 680px; }
 svg.chart { display: block; width: 100%; max-width: 100%; height: auto; font-family: inherit; }
 svg text { fill: var(--ink); font-size: 12px; }
 svg .tick { fill: var(--muted); font-size: 11px; }
+svg.weekly-chart .tick { font-size: 14px; }
 svg .grid { stroke: var(--rule); stroke-width: 1; }
 svg .baseline { stroke: #9aa5b1; stroke-width: 1; }
 svg .marker { stroke: #a61b1b; stroke-width: 1.5; stroke-dasharray: 4 3; }
@@ -108,7 +110,8 @@ table { border-collapse: collapse; width: 100%; font-size: 13px; }
 caption { text-align: left; padding: 6px 8px; color: var(--muted); font-size: 12px; }
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--rule); text-align: left; vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
-td { overflow-wrap: anywhere; }
+td { overflow-wrap: break-word; }
+td.code { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.nowrap { white-space: nowrap; }
 .npi { color: var(--muted); font-size: 12px; white-space: nowrap; }
@@ -301,9 +304,18 @@ class _Page:
              f"{plural(w['open_patterns'], 'open pattern')}")
             for w in weeks
         ]
-        return _figure(
+        last_visit = self.report["data_range"]["last_service_date"]
+        no_data_from = week_start(date.fromisoformat(last_visit)) + timedelta(weeks=1) if last_visit else None
+        chart = _figure(
             "Dollars at risk in open patterns, at the end of each week",
-            _week_bars("at-risk-by-week", bars, _MONEY_COLOUR, lambda v: _short_money(v), "dollars at risk by week"),
+            _week_bars("at-risk-by-week", bars, _MONEY_COLOUR, _short_money, "dollars at risk by week", no_data_from),
+            "weekly",
+        )
+        if no_data_from is None or no_data_from > date.fromisoformat(weeks[-1]["week"]):
+            return chart
+        return chart + (
+            f'<p class="note">Hatched: weeks after the last visit in the data ({escape(last_visit or "")}). There, '
+            "patterns resolve for want of new visits, not because documentation improved.</p>"
         )
 
     def providers(self) -> str:
@@ -314,11 +326,11 @@ class _Page:
         body = [
             [
                 self.who(r["provider_npi"]),
-                escape(r["department"]),
+                _num_text(dollars(r["amount_at_risk"])),
                 _num(r["open_patterns"]),
                 _num(r["cases"]),
-                _num_text(dollars(r["amount_at_risk"])),
                 _num(r["escalations_open"]),
+                escape(r["department"]),
             ]
             for r in shown
         ]
@@ -326,7 +338,7 @@ class _Page:
             "providers",
             _table(
                 "providers",
-                ["Provider", "Department", "#Open patterns", "#Cases", "#At risk", "#Open escalations"],
+                ["Provider", "#At risk", "#Open patterns", "#Cases", "#Open escalations", "Department"],
                 body,
             ),
             self.more(len(shown), len(rows), "providers", "json"),
@@ -340,10 +352,10 @@ class _Page:
         body = [
             [
                 escape(r["department"]),
-                _num(r["providers_open"]),
+                _num_text(dollars(r["amount_at_risk"])),
                 _num(r["open_patterns"]),
                 _num(r["cases"]),
-                _num_text(dollars(r["amount_at_risk"])),
+                _num(r["providers_open"]),
                 _num(r["escalations_open"]),
             ]
             for r in shown
@@ -352,7 +364,7 @@ class _Page:
             "departments",
             _table(
                 "departments",
-                ["Department", "#Providers", "#Open patterns", "#Cases", "#At risk", "#Open escalations"],
+                ["Department", "#At risk", "#Open patterns", "#Cases", "#Providers", "#Open escalations"],
                 body,
             ),
             self.more(len(shown), len(rows), "departments", "json"),
@@ -379,10 +391,10 @@ class _Page:
         body = [
             [
                 escape(r["label"]),
-                "clinician feedback" if r["clinician_facing"] else "billing only",
+                _num_text(dollars(r["amount_at_risk"])),
                 _num(r["open_patterns"]),
                 _num(r["cases"]),
-                _num_text(dollars(r["amount_at_risk"])),
+                "clinician feedback" if r["clinician_facing"] else "billing only",
             ]
             for r in shown
         ]
@@ -390,7 +402,7 @@ class _Page:
             "root-causes",
             '<div class="pair">',
             _figure("", chart),
-            _table("root-causes", ["Root cause", "Who acts", "#Open patterns", "#Cases", "#At risk"], body),
+            _table("root-causes", ["Root cause", "#At risk", "#Open patterns", "#Cases", "Who acts"], body),
             "</div>",
             self.more(len(shown), len(rows), "root causes", "json"),
         )
@@ -409,12 +421,13 @@ class _Page:
             body.append(
                 [
                     _status("open" if e["open"] else "closed"),
+                    _num_text("–" if e["age_days"] is None else f"{e['age_days']:,}"),
                     escape(owner_label(e["owner"] or "unassigned")),
                     escape(reason_label(e["reason"])),
-                    escape(e["department"]),
+                    escape(root_cause_label(e["root_cause"])),
                     listed or "–",
-                    _num_text("–" if e["age_days"] is None else f"{e['age_days']:,}"),
-                    f'<span class="nowrap">{escape(e["created_at"][:10])}</span>',
+                    escape(e["department"]),
+                    f'<td class="nowrap">{escape(e["created_at"][:10])}</td>',
                 ]
             )
         totals = self.report["totals"]
@@ -443,11 +456,11 @@ class _Page:
             "systemic escalation: any pattern of its department and root cause) is open.</p>",
             _table(
                 "escalations",
-                ["Status", "Owner", "Reason", "Department", "Provider(s)", "#Age (days)", "Raised"],
+                ["Status", "#Age (days)", "Owner", "Reason", "Root cause", "Provider(s)", "Department", "Raised"],
                 body,
             ),
             self.more(len(shown), len(escalations), "escalations, open and oldest first", "json"),
-            _figure("Escalations raised per week", chart),
+            _figure("Escalations raised per week", chart, "weekly"),
         )
 
     def loop(self) -> str:
@@ -466,11 +479,11 @@ class _Page:
             result = [
                 [
                     escape(label(r)),
-                    _num(r["patterns_with_feedback"]),
-                    _num(r["patterns_compared"]),
+                    _verdict(r["verdict"]),
                     _num_text(f"{format_rate(r['before_per_100_notes'])} ({r['before_cases']}/{r['before_notes']})"),
                     _num_text(f"{format_rate(r['after_per_100_notes'])} ({r['after_cases']}/{r['after_notes']})"),
-                    _verdict(r["verdict"]),
+                    _num(r["patterns_compared"]),
+                    _num(r["patterns_with_feedback"]),
                 ]
                 for r in self.top(loop[field])
             ]
@@ -478,23 +491,23 @@ class _Page:
 
         header = [
             "{}",
-            "#With feedback",
-            "#Compared",
+            "Verdict",
             "#Before: per 100 (cases/notes)",
             "#After: per 100 (cases/notes)",
-            "Verdict",
+            "#Compared",
+            "#With feedback",
         ]
         overall_row = [
             "<strong>Overall</strong>",
-            _num(len([r for r in effect["patterns"] if r["clinician_facing"]])),
-            _num(overall["patterns_compared"]),
+            _verdict(_overall_verdict(overall)),
             _num_text(
                 f"{format_rate(overall['before_per_100_notes'])} ({overall['before_cases']}/{overall['before_notes']})"
             ),
             _num_text(
                 f"{format_rate(overall['after_per_100_notes'])} ({overall['after_cases']}/{overall['after_notes']})"
             ),
-            _verdict(_overall_verdict(overall)),
+            _num(overall["patterns_compared"]),
+            _num(len([r for r in effect["patterns"] if r["clinician_facing"]])),
         ]
         by_department = [overall_row, *rows("by_department", lambda r: r["department"])]
         by_cause = rows("by_root_cause", lambda r: r["label"])
@@ -510,19 +523,32 @@ class _Page:
 
     def cases_per_week(self) -> str:
         report = self.report
-        candidates = [
+        effects = {r["pattern_id"]: r for r in report["effect"]["patterns"]}
+        with_feedback = [
             s
             for s in report["weekly_cases"]
             if s["feedback_date"] is not None and self.by_id[s["pattern_id"]]["clinician_facing"]
         ]
+        # A pattern whose provider signed no note after feedback shows no cases after it: that is no evidence of
+        # success, so it gets no panel.
+        candidates = [s for s in with_feedback if effects[s["pattern_id"]]["after_notes"]]
+        unmeasured = len(with_feedback) - len(candidates)
         intro = (
             "<p>Denial cases of each pattern by the week of the visit (weeks start on Monday), for root causes "
-            "clinicians get feedback on. Grey bars below: the provider's signed notes that week (how many visits "
+            "clinicians get feedback on and providers who signed notes after feedback. Grey bars below: the provider's signed notes that week (how many visits "
             "there were to go wrong). The dashed line is the feedback date. Hatched weeks come after the last visit "
             "in the data: no data, not success. Recent weeks fill in as denials arrive, weeks after the visit.</p>"
         )
+        left_out = (
+            f'<p class="note">{plural(unmeasured, "pattern")} with feedback but no note signed after it '
+            f"{'is' if unmeasured == 1 else 'are'} left out: not measurable yet.</p>"
+            if unmeasured
+            else ""
+        )
         if not candidates:
-            return _section("cases-per-week", intro, '<p class="empty">No clinician has had feedback yet.</p>')
+            return _section(
+                "cases-per-week", intro, left_out, '<p class="empty">No pattern with notes after feedback yet.</p>'
+            )
         shown = self.top(candidates)
         data_range = report["data_range"]
         last_visit = date.fromisoformat(data_range["last_service_date"]) if data_range["last_service_date"] else None
@@ -538,6 +564,7 @@ class _Page:
                 peak,
                 last_visit,
                 self.names,
+                effects.get(s["pattern_id"]),
             )
             for s in shown
         )
@@ -552,7 +579,8 @@ class _Page:
                 ]
             ),
             f'<div class="multiples">{panels}</div>',
-            self.more(len(shown), len(candidates), "patterns with clinician feedback", "csv"),
+            self.more(len(shown), len(candidates), "patterns with notes after feedback", "csv"),
+            left_out,
         )
 
     def patterns(self) -> str:
@@ -564,14 +592,14 @@ class _Page:
             [
                 _status(p["status"]),
                 self.who(p["provider_npi"]),
-                escape(p["department"]),
-                escape(p["root_cause_label"]),
-                escape(p["procedure_code"]),
+                _num_text(dollars(p["amount_at_risk"])),
                 _num(p["case_count"]),
                 _num(p["post_feedback_cases"]),
-                _num_text(dollars(p["amount_at_risk"])),
+                escape(p["root_cause_label"]),
+                f'<td class="code">{escape(p["procedure_code"])}</td>',
+                escape(p["department"]),
                 "yes" if p["acknowledged"] else "no",
-                f'<span class="nowrap">{escape(p["feedback_date"] or "")}</span>',
+                f'<td class="nowrap">{escape(p["feedback_date"] or "")}</td>',
             ]
             for p in shown
         ]
@@ -584,12 +612,12 @@ class _Page:
                 [
                     "Status",
                     "Provider",
-                    "Department",
-                    "Root cause",
-                    "Code",
+                    "#At risk",
                     "#Cases",
                     "#After feedback",
-                    "#At risk",
+                    "Root cause",
+                    "Code",
+                    "Department",
                     "Acknowledged",
                     "Feedback",
                 ],
@@ -644,9 +672,10 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     return '<div class="legend">' + "".join(f"<span>{swatch}{escape(text)}</span>" for swatch, text in items) + "</div>"
 
 
-def _figure(caption: str, chart: str) -> str:
+def _figure(caption: str, chart: str, css: str = "") -> str:
     heading = f"<h3>{escape(caption)}</h3>" if caption else ""
-    return f"<figure>{heading}{chart}</figure>"
+    attribute = f' class="{css}"' if css else ""
+    return f"<figure{attribute}>{heading}{chart}</figure>"
 
 
 def _svg(chart_id: str, width: float, height: float, parts: Sequence[str], label: str) -> str:
@@ -675,10 +704,15 @@ def _labelled_bars(chart_id: str, rows: Sequence[tuple[str, float, str]], colour
 
 
 def _week_bars(
-    chart_id: str, bars: Sequence[tuple[date, float, str]], colour: str, tick: Callable[[float], str], label: str
+    chart_id: str,
+    bars: Sequence[tuple[date, float, str]],
+    colour: str,
+    tick: Callable[[float], str],
+    label: str,
+    no_data_from: date | None = None,
 ) -> str:
     """One bar per week, with a few value ticks and month labels."""
-    width, height, left, right, top, bottom = 640.0, 190.0, 52.0, 8.0, 10.0, 26.0
+    width, height, left, right, top, bottom = 520.0, 180.0, 50.0, 8.0, 10.0, 26.0
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / max(len(bars), 1)
     peak = max((v for _, v, _ in bars), default=0.0) or 1.0
@@ -689,7 +723,14 @@ def _week_bars(
             f'<line class="grid" x1="{left:g}" x2="{left + plot_w:g}" y1="{y:.1f}" y2="{y:.1f}"/>',
             f'<text class="tick" x="{left - 6:g}" y="{y + 4:.1f}" text-anchor="end">{escape(tick(peak * fraction))}</text>',
         ]
-    label_every = max(1, round(len(bars) / 8))
+    hatched = [i for i, (week, _, _) in enumerate(bars) if no_data_from is not None and week >= no_data_from]
+    if hatched:
+        x = left + hatched[0] * step
+        parts.append(
+            f'<rect class="no-data" x="{x:.1f}" y="{top:g}" width="{left + plot_w - x:.1f}" height="{plot_h:g}">'
+            "<title>no data: after the last visit in the data</title></rect>"
+        )
+    label_every = max(1, -(-len(bars) // 5))  # at most five labels: readable on a phone
     for i, (week, value, shown) in enumerate(bars):
         x = left + i * step
         h = plot_h * value / peak
@@ -704,7 +745,7 @@ def _week_bars(
     parts.append(
         f'<line class="baseline" x1="{left:g}" x2="{left + plot_w:g}" y1="{top + plot_h:g}" y2="{top + plot_h:g}"/>'
     )
-    return _svg(chart_id, width, height, parts, label)
+    return _svg(chart_id, width, height, parts, label).replace('class="chart"', 'class="chart weekly-chart"', 1)
 
 
 def _multiple(
@@ -715,9 +756,10 @@ def _multiple(
     peak: int,
     last_visit: date | None,
     names: dict[str, str | None],
+    effect: dict[str, Any] | None,
 ) -> str:
     """One panel: cases per week of one pattern over the provider's notes per week, feedback and no-data marked."""
-    width, left, right, top = 300.0, 26.0, 6.0, 16.0
+    width, left, right, top = 300.0, 36.0, 6.0, 16.0
     case_h, gap, note_h, bottom = 62.0, 6.0, 22.0, 18.0
     height = top + case_h + gap + note_h + bottom
     plot_w = width - left - right
@@ -760,8 +802,7 @@ def _multiple(
             f"{plural(count, 'signed note')}</title></rect>"
         )
     parts.append(
-        f'<text class="tick" x="{left - 4:g}" y="{notes_base:g}" text-anchor="end">{note_peak}</text>'
-        f'<text class="tick" x="{left - 4:g}" y="{notes_base - note_h + 8:g}" text-anchor="end">n</text>'
+        f'<text class="tick" x="{left - 4:g}" y="{notes_base - 6:g}" text-anchor="end">notes</text>'
     )
     if no_data_x < left + plot_w:
         zone_w = left + plot_w - no_data_x
@@ -778,8 +819,9 @@ def _multiple(
         f'<line class="baseline" x1="{left:g}" x2="{left + plot_w:g}" y1="{base:g}" y2="{base:g}"/>',
         f'<line class="baseline" x1="{left:g}" x2="{left + plot_w:g}" y1="{notes_base:g}" y2="{notes_base:g}"/>',
         f'<line class="marker" x1="{marker_x:.1f}" x2="{marker_x:.1f}" y1="{top - 4:g}" y2="{notes_base:g}"/>',
-        f'<text class="marker-label" x="{min(marker_x + 3, width - 90):.1f}" y="{top - 4:g}">'
-        f"feedback {_short(feedback)}</text>",
+        # Near the right edge the label goes to the left of the line, so it is never cut off.
+        f'<text class="marker-label" x="{marker_x + 3 if marker_x < width - 110 else marker_x - 3:.1f}" '
+        f'y="{top - 4:g}" text-anchor="{"start" if marker_x < width - 110 else "end"}">feedback {_short(feedback)}</text>',
         f'<text class="tick" x="{left:g}" y="{height - 4:g}">{_short(weeks[0])}</text>',
         f'<text class="tick" x="{left + plot_w:g}" y="{height - 4:g}" text-anchor="end">{_short(weeks[-1])}</text>',
     ]
@@ -789,7 +831,7 @@ def _multiple(
         f'<span class="who">{escape(pattern["root_cause_label"])}</span><br>'
         f"{escape(provider_title(pattern['provider_npi'], name))} · code {escape(pattern['procedure_code'])} · "
         f"{escape(pattern['department'])}<br>{plural(pattern['case_count'], 'case')}, "
-        f"{pattern['post_feedback_cases']:,} after feedback</figcaption>"
+        f"{pattern['post_feedback_cases']:,} after feedback{_exposure(effect)}</figcaption>"
     )
     svg = _svg(
         f"weekly-cases-{pattern['pattern_id']}",
@@ -800,6 +842,14 @@ def _multiple(
         f"{provider_title(pattern['provider_npi'], name)}",
     )
     return f'<figure class="multiple">{caption}{svg}</figure>'
+
+
+def _exposure(effect: dict[str, Any] | None) -> str:
+    """The provider's signed notes before and after feedback: without notes after it, no case is no evidence."""
+    if effect is None:
+        return ""
+    text = f"<br>signed notes: {effect['before_notes']:,} before, {effect['after_notes']:,} after feedback"
+    return text + (" (<strong>not measurable yet</strong>)" if not effect["after_notes"] else "")
 
 
 def _week_span(series: Sequence[dict[str, Any]], clock: str | None, last_visit: date | None) -> list[date]:
