@@ -401,7 +401,9 @@ def _escalations(
         message = messages.get(e.escalation_id, {})
         target = message.get("target") or {}
         pattern = patterns.get(e.pattern_id) if e.pattern_id else None
-        providers = list((message.get("facts") or {}).get("providers") or ([pattern["provider_npi"]] if pattern else []))
+        providers = list(
+            (message.get("facts") or {}).get("providers") or ([pattern["provider_npi"]] if pattern else [])
+        )
         if scope.department is not None and e.department != scope.department:
             continue
         if scope.provider is not None and scope.provider not in providers:
@@ -416,7 +418,9 @@ def _escalations(
             is_open = (e.department, e.root_cause) in open_pairs
             closed_at = None
         # An owner column, once the store has one, wins; then the target of the published message; then the level.
-        owner = getattr(e, "owner", None) or target.get("owner") or target.get("role") or owner_by_level.get(str(e.level))
+        owner = (
+            getattr(e, "owner", None) or target.get("owner") or target.get("role") or owner_by_level.get(str(e.level))
+        )
         until = datetime.fromisoformat(closed_at) if closed_at else clock
         result.append(
             {
@@ -549,7 +553,9 @@ def _at_risk_by_week(
             if opened <= end and (ends is None or ends > end):
                 count += 1
                 amount += running[bisect_right(times, end)]
-        rows.append({"week": week.isoformat(), "as_of": _iso(end), "open_patterns": count, "amount_at_risk": f"{amount:.2f}"})
+        rows.append(
+            {"week": week.isoformat(), "as_of": _iso(end), "open_patterns": count, "amount_at_risk": f"{amount:.2f}"}
+        )
     return rows
 
 
@@ -576,7 +582,11 @@ def _escalations_by_week(escalations: Sequence[dict[str, Any]]) -> list[dict[str
     if not by_week:
         return []
     return [
-        {"week": week.isoformat(), "total": sum(by_week[week].values()), "by_reason": dict(sorted(by_week[week].items()))}
+        {
+            "week": week.isoformat(),
+            "total": sum(by_week[week].values()),
+            "by_reason": dict(sorted(by_week[week].items())),
+        }
         for week in _weeks(min(by_week), max(by_week))
     ]
 
@@ -769,7 +779,9 @@ def escalation_text(report: dict[str, Any]) -> str:
     owners = report["escalations_open_by_owner"]
     if not owners:
         return "none open"
-    parts = [f"{o['open']:,} to {owner_label(o['owner'])} (oldest {plural(o['oldest_age_days'], 'day')})" for o in owners]
+    parts = [
+        f"{o['open']:,} to {owner_label(o['owner'])} (oldest {plural(o['oldest_age_days'], 'day')})" for o in owners
+    ]
     return f"{report['totals']['escalations_open']:,} open: " + ", ".join(parts)
 
 
@@ -819,7 +831,9 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
         "Where it does not: " + ("; ".join(fails) or "nowhere measurable yet"),
     ]
 
-    def section(title: str, rows: Sequence[Any], header: tuple[str, ...], cells: Callable[[Any], tuple[str, ...]]) -> None:
+    def section(
+        title: str, rows: Sequence[Any], header: tuple[str, ...], cells: Callable[[Any], tuple[str, ...]]
+    ) -> None:
         shown = top(rows)
         lines.extend(["", title + (f" (top {len(shown)} of {len(rows)})" if len(shown) < len(rows) else "")])
         lines.extend(_table(header, [cells(r) for r in shown]) if rows else ["  (none)"])

@@ -158,7 +158,7 @@ def render_html(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
         f'<p class="meta">Data: {escape(date_range_text(report))}. Clock {escape(report["clock"] or "not started")}. '
         "Every figure on this page comes from the same data as <code>docloop report --format json</code>; every "
         "pattern, one row each, is in <code>--format csv</code>.</p>",
-        "<nav aria-label=\"sections\">"
+        '<nav aria-label="sections">'
         + "".join(f'<a href="#{key}">{escape(name)}</a>' for key, name in SECTIONS.items())
         + "</nav>",
         "</header>",
@@ -250,12 +250,16 @@ class _Page:
                 f"before → after feedback, {plural(overall['patterns_compared'], 'pattern')} compared",
             ),
         ]
-        kpis = '<div class="kpis">' + "".join(
-            f'<div class="kpi"><div class="label">{escape(label)}</div>'
-            f'<div class="value" data-key="{key}">{escape(value)}</div>'
-            f'<div class="sub">{escape(sub)}</div></div>'
-            for key, label, value, sub in cards
-        ) + "</div>"
+        kpis = (
+            '<div class="kpis">'
+            + "".join(
+                f'<div class="kpi"><div class="label">{escape(label)}</div>'
+                f'<div class="value" data-key="{key}">{escape(value)}</div>'
+                f'<div class="sub">{escape(sub)}</div></div>'
+                for key, label, value, sub in cards
+            )
+            + "</div>"
+        )
         works = [r for r in report["loop"]["by_department"] if r["verdict"] == "works"]
         fails = [r for r in report["loop"]["by_department"] if r["verdict"] == "does_not_work"]
         unmeasured = [r for r in report["loop"]["by_department"] if r["verdict"] == "no_data"]
@@ -269,7 +273,8 @@ class _Page:
         findings = [
             "<strong>Where the loop works</strong> (fewer denials per 100 notes after feedback): "
             + ("; ".join(loop_phrase(r) for r in works) or "nowhere measurable yet"),
-            "<strong>Where it does not</strong>: " + ("; ".join(loop_phrase(r) for r in fails) or "nowhere measurable yet"),
+            "<strong>Where it does not</strong>: "
+            + ("; ".join(loop_phrase(r) for r in fails) or "nowhere measurable yet"),
         ]
         if unmeasured:
             findings.append(
@@ -300,8 +305,11 @@ class _Page:
         if not weeks:
             return '<p class="empty">No dollars at risk yet.</p>'
         bars = [
-            (date.fromisoformat(w["week"]), float(w["amount_at_risk"]), f"{dollars(w['amount_at_risk'])}, "
-             f"{plural(w['open_patterns'], 'open pattern')}")
+            (
+                date.fromisoformat(w["week"]),
+                float(w["amount_at_risk"]),
+                f"{dollars(w['amount_at_risk'])}, {plural(w['open_patterns'], 'open pattern')}",
+            )
             for w in weeks
         ]
         last_visit = self.report["data_range"]["last_service_date"]
@@ -535,8 +543,9 @@ class _Page:
         unmeasured = len(with_feedback) - len(candidates)
         intro = (
             "<p>Denial cases of each pattern by the week of the visit (weeks start on Monday), for root causes "
-            "clinicians get feedback on and providers who signed notes after feedback. Grey bars below: the provider's signed notes that week (how many visits "
-            "there were to go wrong). The dashed line is the feedback date. Hatched weeks come after the last visit "
+            "clinicians get feedback on and providers who signed notes after feedback. Grey bars below: the "
+            "provider's signed notes that week (how many visits there were to go wrong). The dashed line is the "
+            "feedback date. Hatched weeks come after the last visit "
             "in the data: no data, not success. Recent weeks fill in as denials arrive, weeks after the visit.</p>"
         )
         left_out = (
@@ -637,10 +646,14 @@ def _section(key: str, *parts: str) -> str:
 def _table(name: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table in its own scrolling box (the page never scrolls sideways). A header starting with # is numeric."""
     head = "".join(
-        f'<th scope="col" class="num">{escape(h[1:])}</th>' if h.startswith("#") else f'<th scope="col">{escape(h)}</th>'
+        f'<th scope="col" class="num">{escape(h[1:])}</th>'
+        if h.startswith("#")
+        else f'<th scope="col">{escape(h)}</th>'
         for h in header
     )
-    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows
+    )
     return (
         f'<div class="table-wrap" role="region" aria-label="{escape(name.replace("-", " "))} table" tabindex="0">'
         f'<table data-table="{name}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -721,7 +734,8 @@ def _week_bars(
         y = top + plot_h - plot_h * fraction
         parts += [
             f'<line class="grid" x1="{left:g}" x2="{left + plot_w:g}" y1="{y:.1f}" y2="{y:.1f}"/>',
-            f'<text class="tick" x="{left - 6:g}" y="{y + 4:.1f}" text-anchor="end">{escape(tick(peak * fraction))}</text>',
+            f'<text class="tick" x="{left - 6:g}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{escape(tick(peak * fraction))}</text>",
         ]
     hatched = [i for i, (week, _, _) in enumerate(bars) if no_data_from is not None and week >= no_data_from]
     if hatched:
@@ -740,7 +754,8 @@ def _week_bars(
         )
         if i % label_every == 0:
             parts.append(
-                f'<text class="tick" x="{x + step / 2:.1f}" y="{height - 8:g}" text-anchor="middle">{_short(week)}</text>'
+                f'<text class="tick" x="{x + step / 2:.1f}" y="{height - 8:g}" text-anchor="middle">'
+                f"{_short(week)}</text>"
             )
     parts.append(
         f'<line class="baseline" x1="{left:g}" x2="{left + plot_w:g}" y1="{top + plot_h:g}" y2="{top + plot_h:g}"/>'
@@ -774,6 +789,7 @@ def _multiple(
     marker_x = x_of(feedback) + step / 7  # the end of the feedback day: cases after it are post-feedback
     no_data_x = x_of(last_visit + timedelta(days=1)) if last_visit else left + plot_w
     no_data_x = min(max(no_data_x, left), left + plot_w)
+    fits_right = marker_x < width - 110
     base = top + case_h
     notes_base = base + gap + note_h
     parts = [
@@ -801,9 +817,7 @@ def _multiple(
             f'height="{h:.1f}" fill="{_NOTES_COLOUR}"><title>week of {week.isoformat()}: '
             f"{plural(count, 'signed note')}</title></rect>"
         )
-    parts.append(
-        f'<text class="tick" x="{left - 4:g}" y="{notes_base - 6:g}" text-anchor="end">notes</text>'
-    )
+    parts.append(f'<text class="tick" x="{left - 4:g}" y="{notes_base - 6:g}" text-anchor="end">notes</text>')
     if no_data_x < left + plot_w:
         zone_w = left + plot_w - no_data_x
         parts.append(
@@ -820,8 +834,8 @@ def _multiple(
         f'<line class="baseline" x1="{left:g}" x2="{left + plot_w:g}" y1="{notes_base:g}" y2="{notes_base:g}"/>',
         f'<line class="marker" x1="{marker_x:.1f}" x2="{marker_x:.1f}" y1="{top - 4:g}" y2="{notes_base:g}"/>',
         # Near the right edge the label goes to the left of the line, so it is never cut off.
-        f'<text class="marker-label" x="{marker_x + 3 if marker_x < width - 110 else marker_x - 3:.1f}" '
-        f'y="{top - 4:g}" text-anchor="{"start" if marker_x < width - 110 else "end"}">feedback {_short(feedback)}</text>',
+        f'<text class="marker-label" x="{marker_x + 3 if fits_right else marker_x - 3:.1f}" y="{top - 4:g}" '
+        f'text-anchor="{"start" if fits_right else "end"}">feedback {_short(feedback)}</text>',
         f'<text class="tick" x="{left:g}" y="{height - 4:g}">{_short(weeks[0])}</text>',
         f'<text class="tick" x="{left + plot_w:g}" y="{height - 4:g}" text-anchor="end">{_short(weeks[-1])}</text>',
     ]
