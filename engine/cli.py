@@ -62,32 +62,52 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from engine.database import connect
-    from engine.report import build_report, render_json, render_text
+    from engine.report import Scope, UnknownScope, build_report, render_csv, render_json, render_text, resolve_scope
 
     settings = _settings(args)
 
     async def run() -> dict[str, object]:
         database = connect(settings.database_url)
         try:
-            return await build_report(database)
+            scope = Scope()
+            if args.provider or args.department:
+                scope = await resolve_scope(database, args.provider, args.department)
+            return await build_report(database, scope)
         finally:
             await database.dispose()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except UnknownScope as error:
+        print(f"docloop report: {error}", file=sys.stderr)
+        return 2
+    limit = args.limit or None  # 0: every row
     if args.format == "json":
         text = render_json(report)
+    elif args.format == "csv":
+        text = render_csv(report)
     elif args.format == "html":
         from engine.report_html import render_html
 
-        text = render_html(report)
+        text = render_html(report, limit)
     else:
-        text = render_text(report, args.limit)
+        text = render_text(report, limit)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     else:
         print(text)
     return 0
+
+
+def _row_limit(value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number (0: every row)") from None
+    if limit < 0:
+        raise argparse.ArgumentTypeError("must be 0 (every row) or more")
+    return limit
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -135,11 +155,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=cmd_replay)
 
-    report = commands.add_parser("report", help="patterns and escalations in the store")
+    report = commands.add_parser(
+        "report",
+        help="where the money is, what is escalated to whom, and whether feedback worked",
+        description="The report of the store: a summary (dollars at risk and their weekly trend, the date range of "
+        "the data, where the loop works and where it does not, open escalations by owner and age), then providers, "
+        "departments, root causes, escalations and patterns, sorted by dollars at risk, then cases.",
+        epilog="Examples:\n"
+        "  docloop report --database-url sqlite+aiosqlite:///demo-out/docloop.db\n"
+        "  docloop report --format html --out report.html\n"
+        "  docloop report --department Orthopedics --format html --out ortho.html\n"
+        "  docloop report --provider 1234567893 --format csv --out patterns.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     report.add_argument("--database-url", help="default: DOCLOOP_DATABASE_URL")
-    report.add_argument("--format", choices=["text", "json", "html"], default="text")
+    report.add_argument(
+        "--format",
+        choices=["text", "json", "html", "csv"],
+        default="text",
+        help="text (default): readable lines; json: everything, the machine format; html: one self-contained page; "
+        "csv: every pattern, one row each",
+    )
     report.add_argument("--out", help="write to this file instead of standard output")
-    report.add_argument("--limit", type=int, help="text: only the N patterns with most at risk, N latest escalations")
+    from engine.report import DEFAULT_LIMIT
+
+    report.add_argument(
+        "--limit",
+        type=_row_limit,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"rows per table in text and html (default {DEFAULT_LIMIT}; 0: every row); json and csv always hold "
+        "every row",
+    )
+    report.add_argument("--provider", metavar="NPI", help="one provider's page: only their patterns and escalations")
+    report.add_argument("--department", metavar="NAME", help="one department's page (the name, in any case)")
     report.set_defaults(func=cmd_report)
 
     serve = commands.add_parser("serve", help="the Kafka service: consumers, outbox relay and clock ticker")
