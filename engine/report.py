@@ -22,6 +22,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.domain.codebook import CodeBook
+from engine.domain.routing_config import RoutingConfig
 from engine.store import tables as t
 from schemas import RootCause
 
@@ -64,8 +65,15 @@ def reason_label(reason: str) -> str:
     return str(labels()["reasons"].get(reason, reason))
 
 
+@cache
+def routing() -> RoutingConfig:
+    return RoutingConfig.load()
+
+
 def owner_label(owner: str) -> str:
-    return str(labels()["owners"].get(owner, owner))
+    """The role's name from routing.json (the same words the escalation's summary uses), capitalised."""
+    role = routing().roles.get(owner)
+    return role.label[:1].upper() + role.label[1:] if role else owner
 
 
 def status_symbol(status: str) -> str:
@@ -225,20 +233,23 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
             )
         ).all()
         # The escalation as published says who it went to and which providers it names.
+        # Retention deletes published outbox rows (and empties kept ones), so each field read from a message
+        # has a fallback from the store's own tables.
         escalation_messages = {
             message_id: json.loads(value)
             for message_id, value in await conn.execute(
-                select(t.outbox.c.message_id, t.outbox.c.value).where(t.outbox.c.stream == "escalations")
+                select(t.outbox.c.message_id, t.outbox.c.value).where(
+                    t.outbox.c.stream == "escalations", t.outbox.c.value.is_not(None)
+                )
             )
         }
-        open_pairs = {
-            (d, rc)
-            for d, rc in await conn.execute(
-                select(t.patterns.c.department, t.patterns.c.root_cause)
-                .where(t.patterns.c.status == AT_RISK)
-                .distinct()
-            )
-        }
+        open_pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for d, rc, npi in await conn.execute(
+            select(t.patterns.c.department, t.patterns.c.root_cause, t.patterns.c.provider_npi)
+            .where(t.patterns.c.status == AT_RISK)
+            .distinct()
+        ):
+            open_pairs[(d, rc)].add(npi)
         # Cases per (pattern, service day) and notes per (provider, service day) feed the weekly charts and the loop
         # effect; both are bounded by days, not by events, so the report stays cheap on a large store.
         case_day_rows = (
@@ -271,7 +282,7 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
         {
             "pattern_id": p.pattern_id,
             "provider_npi": p.provider_npi,
-            "provider_name": names[p.provider_npi].name if p.provider_npi in names else None,
+            "provider_name": names[p.provider_npi].name if p.provider_npi in names else p.provider_name,
             "root_cause": p.root_cause,
             "root_cause_label": root_cause_label(p.root_cause),
             "clinician_facing": _clinician_facing(codebook, p.root_cause),
@@ -392,19 +403,20 @@ def _escalations(
     rows: Sequence[Any],
     messages: dict[str, dict[str, Any]],
     patterns: dict[str, dict[str, Any]],
-    open_pairs: set[tuple[str, str]],
+    open_pairs: dict[tuple[str, str], set[str]],
     clock: datetime | None,
     scope: Scope,
 ) -> list[dict[str, Any]]:
-    owner_by_level: dict[str, str] = labels()["owner_by_level"]
     result = []
     for e in rows:
         message = messages.get(e.escalation_id, {})
         target = message.get("target") or {}
         pattern = patterns.get(e.pattern_id) if e.pattern_id else None
-        providers = list(
-            (message.get("facts") or {}).get("providers") or ([pattern["provider_npi"]] if pattern else [])
-        )
+        if e.pattern_id is not None:
+            fallback = [pattern["provider_npi"]] if pattern else []
+        else:  # systemic: the providers with open patterns of that department and cause now
+            fallback = sorted(open_pairs.get((e.department, e.root_cause), ()))
+        providers = list((message.get("facts") or {}).get("providers") or fallback)
         if scope.department is not None and e.department != scope.department:
             continue
         if scope.provider is not None and scope.provider not in providers:
@@ -418,10 +430,10 @@ def _escalations(
         else:
             is_open = (e.department, e.root_cause) in open_pairs
             closed_at = None
-        # An owner column, once the store has one, wins; then the target of the published message; then the level.
-        owner = (
-            getattr(e, "owner", None) or target.get("owner") or target.get("role") or owner_by_level.get(str(e.level))
-        )
+        # The role the message went to; once retention has removed the message, the same role from the routing
+        # data (the root cause's owner team, at this level).
+        team = target.get("team") or _owner_team(e.root_cause)
+        owner = target.get("role") or _owner_role(e.root_cause, e.level)
         until = datetime.fromisoformat(closed_at) if closed_at else clock
         result.append(
             {
@@ -429,6 +441,7 @@ def _escalations(
                 "level": e.level,
                 "reason": e.reason,
                 "owner": owner,
+                "owner_team": team,
                 "department": e.department,
                 "root_cause": e.root_cause,
                 "pattern_id": e.pattern_id,
@@ -441,6 +454,21 @@ def _escalations(
             }
         )
     return result
+
+
+def _owner_team(root_cause: str) -> str | None:
+    try:
+        return routing().team_of(RootCause(root_cause)).name
+    except (ValueError, KeyError):
+        return None
+
+
+def _owner_role(root_cause: str, level: int) -> str | None:
+    team = _owner_team(root_cause)
+    if team is None:
+        return None
+    chosen = routing().teams[team]
+    return chosen.level_1 if level == 1 else chosen.level_2
 
 
 def _open_by_owner(escalations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

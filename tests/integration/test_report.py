@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import asyncio
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from engine.report import CSV_COLUMNS, DailyCounts
+from tests.conftest import postgres_url, reset_postgres
 from tests.support.events import claim, note, npi
 from tests.support.scenario import PATEL, RIVERA
 
@@ -188,7 +191,9 @@ def test_escalations_show_owner_reason_age_and_provider(page: str, report: dict[
     assert sum(w["total"] for w in by_week) == report["totals"]["escalations"] == 9
     assert bars(charts(page)["escalations-by-week"]) == len(by_week)
     systemic = next(e for e in report["escalations"] if e["reason"] == "systemic")
-    assert systemic["owner"] == "revenue_cycle_leadership" and systemic["open"]
+    # Routed as main routes it: the root cause's owner team (routing.json), at the escalation's level.
+    assert systemic["owner"] == "cdi_director" and systemic["owner_team"] == "clinical_documentation"
+    assert systemic["open"]
     assert systemic["age_days"] == 111  # 2026-02-24 to the clock, 2026-06-15
     assert len(systemic["providers"]) == 3
     closed = [e for e in report["escalations"] if not e["open"]]
@@ -199,7 +204,7 @@ def test_escalations_show_owner_reason_age_and_provider(page: str, report: dict[
     assert rows[1][:5] == [
         "● open",
         "111",
-        "Revenue-cycle leadership",
+        "CDI director and physician advisor",
         "Systemic in the department",
         "Visit level (E/M) not supported",
     ]
@@ -212,13 +217,38 @@ def test_escalations_show_owner_reason_age_and_provider(page: str, report: dict[
             "by_reason": {"unacknowledged": 4, "recurrence_after_feedback": 1},
         },
         {
-            "owner": "revenue_cycle_leadership",
+            "owner": "cdi_director",
             "open": 3,
             "oldest_age_days": 111,
             "by_reason": {"systemic": 1, "amount_at_risk": 1, "recurrence_after_feedback": 1},
         },
     ]
-    assert "8 open: 5 to Department lead (oldest 105 days), 3 to Revenue-cycle leadership (oldest 111 days)" in page
+    assert (
+        "8 open: 5 to Clinical department lead (oldest 105 days), 3 to CDI director and physician advisor "
+        "(oldest 111 days)"
+    ) in page
+
+
+def test_owners_and_providers_outlive_the_published_messages(
+    scenario_store: Path, report: dict[str, Any], tmp_path: Path
+) -> None:
+    """Retention deletes published outbox rows: the report then takes owners from the routing data and the
+    providers from the patterns, and says the same."""
+    shutil.copy(scenario_store / "docloop.db", tmp_path / "docloop.db")
+    with sqlite3.connect(tmp_path / "docloop.db") as db:
+        assert db.execute("DELETE FROM outbox").rowcount > 0
+    pruned = json_report(tmp_path)
+    assert pruned["escalations"] == report["escalations"]
+    assert pruned["escalations_open_by_owner"] == report["escalations_open_by_owner"]
+
+
+@pytest.mark.postgres
+def test_the_report_is_the_same_on_postgresql(report: dict[str, Any], tmp_path: Path) -> None:
+    store = postgres_url()
+    asyncio.run(reset_postgres(store))
+    cli("replay", str(SCENARIO), "--out", str(tmp_path), "--partitions", "1", "--database-url", store)
+    on_postgres = json.loads(cli("report", "--database-url", store, "--format", "json"))
+    assert on_postgres == report
 
 
 def test_the_page_numbers_agree_with_the_json_report(page: str, report: dict[str, Any]) -> None:
@@ -471,7 +501,7 @@ def test_the_text_report_reads_as_lines_not_data(scenario_store: Path) -> None:
     assert "{" not in text and "}" not in text
     lines = text.splitlines()
     assert lines[1] == "Data: events 2026-01-05 to 2026-06-15, visits 2026-01-05 to 2026-06-01"
-    assert "Escalations: 9 raised; 8 open: 5 to Department lead (oldest 105 days)" in text
+    assert "Escalations: 9 raised; 8 open: 5 to Clinical department lead (oldest 105 days)" in text
     assert "Where it does not: Internal Medicine (200.0 -> 400.0 denials per 100 notes, 1 pattern)" in text
     assert "Medical necessity not documented" in text
 

@@ -1,4 +1,4 @@
-"""The HTML report in a real browser (Debian's chromium, driven headless by Playwright), at 1280 and 400 px.
+"""The HTML report in a real browser (Debian's chromium, driven headless by Playwright), at 1400 and 400 px.
 
 Screenshots of both widths land in test-artifacts/report/ (git-ignored) for people to look at."""
 
@@ -19,7 +19,7 @@ from engine.report_html import SECTIONS
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "report"
-WIDTHS = (1280, 400)
+WIDTHS = (1400, 400)
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make test installs it: make chromium)"
