@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
-import asyncio
 import re
 import shutil
 import sqlite3
