@@ -12,7 +12,7 @@ export DOCLOOP_TEST_KAFKA ?= localhost:9092
 export DOCLOOP_KAFKA_SCRAM_PORT ?= 9094
 export DOCLOOP_TEST_KAFKA_SCRAM ?= localhost:$(DOCLOOP_KAFKA_SCRAM_PORT)
 
-.PHONY: venv up down test test-fast demo bench lint schemas clean
+.PHONY: venv up down chromium test test-fast demo bench lint schemas clean
 
 venv: $(VENV)/.installed
 
@@ -28,7 +28,14 @@ up:
 down:
 	@deploy/local/down.sh
 
-test: venv up
+# The HTML report's browser tests drive Debian's chromium (never a browser downloaded by Playwright).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; \
+	fi
+
+test: venv up chromium
 	$(PY) -m pytest -q
 
 test-fast: venv
@@ -53,4 +60,4 @@ lint: venv
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache
+	rm -rf $(VENV) demo-out bench-out .pytest_cache test-artifacts

@@ -89,9 +89,7 @@ async def open_store(url: str) -> AsyncEngine:
             has_schema = await conn.run_sync(lambda sync: inspect(sync).has_table("patterns"))
     except Exception as error:
         await database.dispose()
-        raise CliError(
-            f"cannot reach the database {masked(url)} ({type(error).__name__})", EXIT_UNREACHABLE
-        ) from None
+        raise CliError(f"cannot reach the database {masked(url)} ({type(error).__name__})", EXIT_UNREACHABLE) from None
     if not has_schema:
         await database.dispose()
         raise CliError(
@@ -165,7 +163,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report import build_report, render_json, render_text
+    from engine.report import Scope, UnknownScope, build_report, render_csv, render_json, render_text, resolve_scope
 
     url = _database_url(args)
     out = writable_file(Path(args.out), "--out") if args.out else None
@@ -173,19 +171,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     async def run() -> dict[str, object]:
         database = await open_store(url)
         try:
-            return await build_report(database)
+            scope = Scope()
+            if args.provider or args.department:
+                scope = await resolve_scope(database, args.provider, args.department)
+            return await build_report(database, scope)
         finally:
             await database.dispose()
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except UnknownScope as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    limit = args.limit or None  # 0: every row
     if args.format == "json":
         text = render_json(report)
+    elif args.format == "csv":
+        text = render_csv(report)
     elif args.format == "html":
         from engine.report_html import render_html
 
-        text = render_html(report)
+        text = render_html(report, limit)
     else:
-        text = render_text(report, args.limit or None)
+        text = render_text(report, limit)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
         print(f"wrote {out}")
@@ -281,19 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = command(
         "report",
-        "patterns and escalations in the store",
-        "docloop report --database-url sqlite+aiosqlite:///replay-out/docloop.db --limit 20",
+        "where the money is, what is escalated to whom, and whether feedback worked",
+        "docloop report --database-url sqlite+aiosqlite:///demo-out/docloop.db",
         "docloop report --format html --out report.html",
+        "docloop report --department Orthopedics --format html --out ortho.html",
+        "docloop report --provider 1234567893 --format csv --out patterns.csv",
     )
     report.add_argument("--database-url", help="default: DOCLOOP_DATABASE_URL")
-    report.add_argument("--format", choices=["text", "json", "html"], default="text")
+    report.add_argument(
+        "--format",
+        choices=["text", "json", "html", "csv"],
+        default="text",
+        help="text (default): readable lines; json: everything, the machine format; html: one self-contained page; "
+        "csv: every pattern, one row each",
+    )
     report.add_argument("--out", help="write to this file instead of standard output (its folder must exist)")
+    from engine.report import DEFAULT_LIMIT
+
     report.add_argument(
         "--limit",
         type=_non_negative_int,
-        default=0,
-        help="text: only the N patterns with most at risk and the N latest escalations; 0: all",
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"rows per table in text and html (default {DEFAULT_LIMIT}; 0: every row); json and csv always hold "
+        "every row",
     )
+    report.add_argument("--provider", metavar="NPI", help="one provider's page: only their patterns and escalations")
+    report.add_argument("--department", metavar="NAME", help="one department's page (the name, in any case)")
     report.set_defaults(func=cmd_report)
 
     serve = command(

@@ -284,6 +284,7 @@ class Processor:
             report.facts += len(changes.facts)
             await repository.save_changes(conn, changes, wall, not loader.events_recorded, task)
             await _store_rows(conn, rows)
+            await repository.save_providers(conn, events)  # names for the report, latest per NPI
             last_event_wall_at = wall if events else clock.last_event_wall_at
             await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None)
             await repository.save_positions(conn, moved)

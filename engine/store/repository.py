@@ -22,7 +22,16 @@ from engine.domain.departments import DepartmentStage, DepartmentState, systemic
 from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
 from engine.store import tables as t
-from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
+from schemas import (
+    Author,
+    ClaimDenied,
+    EscalationRaised,
+    FeedbackAcknowledged,
+    InboundEvent,
+    NoteSigned,
+    RenderingProvider,
+    RootCause,
+)
 
 # A note matters only to open patterns whose root cause has a documentation check (pre-bill alerts,
 # compliant notes); the others (billing-only causes, mostly) need not be loaded for it.
@@ -571,6 +580,36 @@ def _fact(row: Row[Any]) -> DepartmentFact:
     )
 
 
+async def save_providers(conn: AsyncConnection, events: Sequence[InboundEvent]) -> None:
+    """Keep the latest name and department per NPI that claims (rendering provider) and notes (author) carry.
+
+    "Latest" is by event time, so a late or redelivered event never overwrites a newer name. Events without a
+    name are skipped: an empty name would hide one learned earlier."""
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if isinstance(event, ClaimDenied):
+            who: RenderingProvider | Author = event.rendering_provider
+        elif isinstance(event, NoteSigned):
+            who = event.author
+        else:
+            continue
+        seen = event.occurred_at
+        if not who.name or (who.npi in latest and latest[who.npi]["last_seen_at"] >= seen):
+            continue
+        latest[who.npi] = {"npi": who.npi, "name": who.name, "department": who.department, "last_seen_at": seen}
+    if not latest:
+        return
+    statement = _insert(conn, t.providers)
+    statement = statement.on_conflict_do_update(
+        index_elements=["npi"],
+        set_={name: statement.excluded[name] for name in ("name", "department", "last_seen_at")},
+        where=statement.excluded.last_seen_at >= t.providers.c.last_seen_at,
+    )
+    rows = [latest[npi] for npi in sorted(latest)]
+    for chunk in _chunks(rows):
+        await conn.execute(statement, list(chunk))
+
+
 HOT_TABLES = ("processed_events", "notes", "cases", "patterns", "notifications", "escalations", "outbox")
 
 
@@ -736,7 +775,7 @@ async def phi_key(database: AsyncEngine, warn: bool = True) -> str:
             logging.getLogger("docloop.store").log(
                 logging.WARNING if warn else logging.INFO,
                 "DOCLOOP_PHI_HASH_KEY is unset: made a random key and kept it in the store (engine_secrets); "
-                "production should manage its own key"
+                "production should manage its own key",
             )
     assert key is not None
     return str(key)

@@ -233,6 +233,16 @@ escalations = Table(
     Column("summary", String(1000), nullable=False),
 )
 
+# Who an NPI is, as the latest event that named the provider said (for the report; the rules never read it).
+providers = Table(
+    "providers",
+    metadata,
+    Column("npi", String(10), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
 # The outbox: every outbound message, written in the same transaction as the state that caused it.
 # `seq` is the publication order; `published_at` is set once the broker has confirmed the message, or once
 # the relay parked it (`parked`: publishing failed in a way retrying cannot fix). Rejected bytes (DLQ rows)

@@ -130,3 +130,34 @@ async def test_the_clock_survives_in_the_store_and_idle_time_fires_timers(
     assert not again.notifications and not again.escalations
     async with database.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(t.outbox)) > 0
+
+
+async def test_providers_keep_the_latest_name_by_event_time(database: AsyncEngine, store_url: str) -> None:
+    """A later event renames the provider; an older one arriving late, or one without a name, does not."""
+    import json
+
+    from tests.support.events import claim, note, npi
+
+    who = npi("123456789")
+
+    def named(event: dict[str, object], name: str, department: str) -> str:
+        key = "rendering_provider" if event["event_type"] == "claim.denied" else "author"
+        event[key] = {**event[key], "name": name, "department": department}  # type: ignore[dict-item]
+        return json.dumps(event)
+
+    first = named(note("n1", signed_at="2026-02-01T10:00:00Z", service_date="2026-02-01", provider=who), "A. Old", "ED")
+    later = named(
+        claim("c1", occurred_at="2026-03-01T10:00:00Z", service_date="2026-02-01", provider=who), "A. New", "Cardiology"
+    )
+    late = named(
+        note("n2", signed_at="2026-02-15T10:00:00Z", service_date="2026-02-15", provider=who), "A. Stale", "ED"
+    )
+    nameless = named(note("n3", signed_at="2026-04-01T10:00:00Z", service_date="2026-04-01", provider=who), "", "ED")
+    p = processor(database, store_url)
+    for line in (first, later, late, nameless):
+        await p.apply_batch(raws([line]))
+    async with database.connect() as conn:
+        rows = (await conn.execute(select(t.providers))).all()
+    assert [(r.npi, r.name, r.department, r.last_seen_at) for r in rows] == [
+        (who, "A. New", "Cardiology", datetime(2026, 3, 1, 10, tzinfo=UTC))
+    ]
