@@ -10,7 +10,7 @@ import json
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.domain.codebook import CodeBook
 from engine.domain.routing_config import RoutingConfig
 from engine.store import tables as t
+from engine.store.routing import load_volume
+from engine.volume import Count, summarize
 from schemas import RootCause
 
 DEFAULT_LIMIT = 20
@@ -205,6 +207,7 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
     async with database.connect() as conn:
         # The latest event time any task has seen (each task has its own clock).
         clock_row = (await conn.execute(select(func.max(t.tasks.c.clock).label("clock")))).first()
+        volume_counts = await load_volume(conn)
         case_range = (
             await conn.execute(
                 select(
@@ -361,6 +364,7 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
         "weekly_notes": {npi: _weekly(days) for npi, days in sorted(note_days.items())},
         "escalations_by_week": _escalations_by_week(escalations),
         "effect": effect,
+        "volume": _volume(volume_counts, scope),
     }
 
 
@@ -940,9 +944,39 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
             f" ({overall['before_cases']} cases / {overall['before_notes']} notes before, "
             f"{overall['after_cases']} cases / {overall['after_notes']} notes after)",
         ]
+    if any(a["received"] or a["grouped"] or a["inhibited"] or a["silenced"] for a in report["volume"]):
+        lines += ["", "Messages per recipient (what people received; grouped into digests, inhibited, silenced):"]
+        lines += _table(
+            ("audience", "recipients", "received", "digests", "per day p50/p90/max", "per week p50/p90/max")
+            + ("grouped", "inhibited", "silenced", "rate limited"),
+            [
+                (
+                    a["audience"],
+                    str(a["recipients"]),
+                    str(a["received"]),
+                    str(a["digests"]),
+                    "/".join(str(a["per_day"][k]) for k in ("p50", "p90", "max")),
+                    "/".join(str(a["per_week"][k]) for k in ("p50", "p90", "max")),
+                    str(a["grouped"]),
+                    str(a["inhibited"]),
+                    str(a["silenced"]),
+                    str(a["rate_limited"]),
+                )
+                for a in report["volume"]
+            ],
+        )
     if limit and any(len(report[k]) > limit for k in ("patterns", "escalations", "by_provider")):
         lines += ["", "Every row: docloop report --format csv (patterns) or --format json (everything)."]
     return "\n".join(lines)
+
+
+def _volume(found: Counter[Count], scope: Scope) -> list[dict[str, Any]]:
+    """Messages per recipient by audience (engine/volume.py), from the routing stage's daily counts. A
+    provider's page counts only what that clinician received; a department's, the whole organisation's."""
+    if scope.provider is not None:
+        mine = f"provider:{scope.provider}"
+        found = Counter({key: count for key, count in found.items() if key[1] == mine})
+    return [asdict(a) for a in summarize(found).audiences]
 
 
 def escalation_order(escalations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ SECTIONS = {
     "departments": "Departments by dollars at risk",
     "root-causes": "Root causes by dollars at risk",
     "escalations": "Escalations: owner, reason, age",
+    "volume": "Messages per recipient",
     "loop": "Where the loop works",
     "cases-per-week": "Cases per week, before and after feedback",
     "patterns": "Patterns by dollars at risk",
@@ -167,6 +168,7 @@ def render_html(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
         page.departments(),
         page.root_causes(),
         page.escalations(),
+        page.volume(),
         page.loop(),
         page.cases_per_week(),
         page.patterns(),
@@ -469,6 +471,39 @@ class _Page:
             ),
             self.more(len(shown), len(escalations), "escalations, open and oldest first", "json"),
             _figure("Escalations raised per week", chart, "weekly"),
+        )
+
+    def volume(self) -> str:
+        audiences = self.report["volume"]
+        if not any(a["received"] or a["grouped"] or a["inhibited"] or a["silenced"] for a in audiences):
+            return _section("volume", '<p class="empty">No messages routed yet.</p>')
+        body = [
+            [
+                escape(a["audience"]),
+                _num(a["recipients"]),
+                _num(a["received"]),
+                _num(a["digests"]),
+                _num_text("/".join(str(a["per_day"][k]) for k in ("p50", "p90", "max"))),
+                _num_text("/".join(str(a["per_week"][k]) for k in ("p50", "p90", "max"))),
+                _num(a["grouped"]),
+                _num(a["inhibited"]),
+                _num(a["silenced"]),
+                _num(a["rate_limited"]),
+            ]
+            for a in audiences
+        ]
+        return _section(
+            "volume",
+            "<p>What people received (a digest, or a message sent on its own), per recipient on the days and weeks "
+            "they received any: median, 90th percentile and most. Grouped: listed in a digest instead of sent "
+            "alone; inhibited: an escalation covered by its department's systemic one; silenced: held by a "
+            "silence; rate limited: over a route's limit (a second pre-bill alert in a day).</p>",
+            _table(
+                "volume",
+                ["Audience", "#Recipients", "#Received", "#Digests", "#Per day p50/p90/max"]
+                + ["#Per week p50/p90/max", "#Grouped", "#Inhibited", "#Silenced", "#Rate limited"],
+                body,
+            ),
         )
 
     def loop(self) -> str:
