@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.database import connect
 from engine.domain import ids
+from engine.errors import CliError
 from engine.partitioning import input_of, provider_of, task_of_npi
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
@@ -64,7 +65,7 @@ async def replay(
             first_new = ((await conn.scalar(select(func.max(t.outbox.c.seq)))) or 0) + 1
             stored = await repository.claim_partitions(conn, count)
         if stored != count:
-            raise ValueError(
+            raise CliError(
                 f"the store's tasks were computed for {stored} partitions, not {count}: use --partitions {stored}"
             )
         await processor.load_phi_key(warn=database.dialect.name != "sqlite")  # a file made for this replay

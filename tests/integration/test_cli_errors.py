@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import reset_postgres
+
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "engine" / "examples" / "scenario.jsonl"
 
@@ -98,8 +100,9 @@ def test_outputs_into_a_missing_folder(tmp_path: Path) -> None:
     assert "(top 2 of" in top_two.stdout and "(top " not in everything.stdout
 
 
-def test_replay_into_postgresql_prints_the_store_url_without_its_password(tmp_path: Path) -> None:
+async def test_replay_into_postgresql_prints_the_store_url_without_its_password(tmp_path: Path) -> None:
     url = os.environ.get("DOCLOOP_TEST_DATABASE_URL") or pytest.skip("DOCLOOP_TEST_DATABASE_URL is not set")
+    await reset_postgres(url)  # a store partitioned for another count would be refused (exit 2)
     done = docloop("replay", str(SCENARIO), "--out", "out", "--database-url", url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     password = url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
@@ -146,3 +149,11 @@ def test_version_and_an_example_in_every_help(tmp_path: Path) -> None:
         assert shown.returncode == 0 and "examples:\n  docloop" in shown.stdout.replace("  DOCLOOP", "  docloop"), (
             command
         )
+
+
+def test_replay_into_a_store_partitioned_otherwise_names_the_count_to_use(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kept.db'}"
+    first = docloop("replay", str(SCENARIO), "--out", "one", "--database-url", url, "--partitions", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = docloop("replay", str(SCENARIO), "--out", "two", "--database-url", url, "--partitions", "6", cwd=tmp_path)
+    fails(again, 2, "computed for 1 partitions", "--partitions 1")

@@ -33,6 +33,7 @@ HEADINGS = [
     "Departments by dollars at risk",
     "Root causes by dollars at risk",
     "Escalations: owner, reason, age",
+    "Messages per recipient",
     "Where the loop works",
     "Cases per week, before and after feedback",
     "Patterns by dollars at risk",
