@@ -32,8 +32,10 @@ def test_the_demo_shows_the_loop_and_ends_with_a_report_that_agrees_with_the_sto
     out = run.stdout
     for step in ("1/5 simulated", "2/5 docloop serve is up", "3/5 published", "4/5 engine applied", "5/5 report"):
         assert step in out
-    assert "-> pattern_opened to clinician NPI" in out and "-> pattern_opened to team 'billing'" in out
+    # What people receive: digests, pre-bill alerts and systemic escalations (the rest is grouped or held).
+    assert "-> digest to clinician NPI" in out and "-> digest to team 'billing'" in out
     assert "!! escalation level" in out
+    assert "What people received, per recipient" in out and "by delivery: digest" in out
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
     report = report_json(tmp_path / "docloop.db")
