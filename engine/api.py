@@ -27,10 +27,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from engine.domain.routing_config import RoutingConfig
 from engine.settings import Settings
 from engine.store import queries
 from schemas import EscalationRaised, FeedbackNotification, RootCause
-from schemas.outbound import EscalationFacts
+from schemas.outbound import EscalationFacts, EscalationRole
 
 API_VERSION = "1"
 MAX_PAGE = 500
@@ -70,6 +71,7 @@ class Pattern(ApiModel):
 
     pattern_id: str
     provider_npi: str
+    provider_name: str | None = Field(description="the latest name the denials gave for the NPI, if any")
     department: str
     root_cause: RootCause
     procedure_code: str
@@ -118,7 +120,8 @@ class Notification(ApiModel):
 class Escalation(ApiModel):
     escalation_id: str
     level: Literal[1, 2]
-    role: Literal["department_lead", "revenue_cycle_leadership"] = Field(description="who owns it")
+    role: EscalationRole = Field(description="who it goes to: the level-1 or level-2 role of the owner team")
+    team: str = Field(description="the team that owns the root cause (routing.json)")
     reason: Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"]
     department: str
     root_cause: RootCause
@@ -173,7 +176,9 @@ class PatternQuery(Page):
 
 
 class EscalationQuery(Page):
-    role: Literal["department_lead", "revenue_cycle_leadership"] | None = Field(None, description="owner")
+    role: EscalationRole | None = Field(
+        None, description="owner role (routing.json): a root cause's team escalates to its level-1, then level-2 role"
+    )
     department: str | None = None
     reason: Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"] | None = None
     state: Literal["open", "closed"] | None = None
@@ -186,6 +191,7 @@ def _pattern(row: Row[Any]) -> Pattern:
     return Pattern(
         pattern_id=row.pattern_id,
         provider_npi=row.provider_npi,
+        provider_name=row.provider_name,
         department=row.department,
         root_cause=row.root_cause,
         procedure_code=row.procedure_code,
@@ -223,12 +229,14 @@ def _case(row: Row[Any]) -> Case:
     )
 
 
-def _escalation(row: Row[Any]) -> Escalation:
+def _escalation(row: Row[Any], routing: RoutingConfig) -> Escalation:
     message = EscalationRaised.model_validate_json(row.message) if row.message is not None else None
+    team = routing.team_of(RootCause(row.root_cause))
     return Escalation(
         escalation_id=row.escalation_id,
         level=row.level,
-        role=queries.LEVEL_ROLES[row.level],
+        role=team.level_1 if row.level == 1 else team.level_2,  # checked at load
+        team=team.name,
         reason=row.reason,
         department=row.department,
         root_cause=row.root_cause,
@@ -335,9 +343,18 @@ ENDPOINTS = {
 
 
 class ReadApi:
-    def __init__(self, database: AsyncEngine, tokens: list[bytes]) -> None:
+    def __init__(self, database: AsyncEngine, tokens: list[bytes], routing: RoutingConfig | None = None) -> None:
         self.database = database
         self.tokens = tokens
+        self.routing = routing or RoutingConfig.load()
+
+    def owned_by(self, role: str) -> tuple[tuple[str, int], ...]:
+        """The (root cause, level) pairs whose escalations go to `role`."""
+        pairs = []
+        for root_cause, name in self.routing.owner.items():
+            team = self.routing.teams[name]
+            pairs += [(root_cause.value, level) for level, r in ((1, team.level_1), (2, team.level_2)) if r == role]
+        return tuple(pairs)
 
     def routes(self) -> list[BaseRoute]:
         handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
@@ -410,7 +427,7 @@ class ReadApi:
                 pattern=_pattern(detail.pattern),
                 cases=[_case(row) for row in detail.cases],
                 notifications=[_notification(row) for row in detail.notifications],
-                escalations=[_escalation(row) for row in detail.escalations],
+                escalations=[_escalation(row, self.routing) for row in detail.escalations],
             )
         )
 
@@ -424,11 +441,14 @@ class ReadApi:
             except ValueError:
                 raise BadQuery(["cursor"]) from None
         where = queries.EscalationFilter(
-            role=query.role, department=query.department, state=query.state, reason=query.reason
+            owned=self.owned_by(query.role) if query.role else None,
+            department=query.department,
+            state=query.state,
+            reason=query.reason,
         )
         async with self.database.connect() as conn:
             rows, more = await queries.escalations_page(conn, where, query.limit, after)
-        items = [_escalation(row) for row in rows]
+        items = [_escalation(row, self.routing) for row in rows]
         last = items[-1] if items else None
         cursor = encode_cursor([last.created_at.isoformat(), last.escalation_id]) if more and last else None
         return _json(EscalationPage(items=items, next_cursor=cursor))

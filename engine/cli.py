@@ -235,14 +235,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_service(_settings(args))
 
 
-def _non_negative_int(text: str) -> int:
+def _non_negative_int(text: str, least: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError("not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _non_negative_int(text, 1)
 
 
 class Parser(argparse.ArgumentParser):
@@ -280,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--database-url", help="store to use (default: a fresh SQLite file in --out)")
     replay.add_argument(
         "--partitions",
-        type=int,
+        type=_positive_int,
         help="partitions of the inbound topics to replay as (default DOCLOOP_TOPIC_PARTITIONS): each provider's "
         "events go to the task Kafka's default partitioner gives its NPI, each task with its own clock",
     )

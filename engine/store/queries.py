@@ -20,11 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from engine.domain.model import PatternStatus
 from engine.store import tables as t
 
-# The target of an escalation follows from its level (engine/domain/messages.py): level 1 goes to the department
-# lead, level 2 to revenue-cycle leadership.
-ROLE_LEVELS = {"department_lead": 1, "revenue_cycle_leadership": 2}
-LEVEL_ROLES = {level: role for role, level in ROLE_LEVELS.items()}
-
 PATTERN_COLUMNS = [c for c in t.patterns.c if c.name not in ("evidence", "next_due_at", "escalations")]
 CASE_COLUMNS = [c for c in t.cases.c if c.name != "patient_hash"]
 
@@ -39,7 +34,9 @@ class PatternFilter:
 
 @dataclass(frozen=True)
 class EscalationFilter:
-    role: str | None = None
+    # The (root cause, level) pairs whose escalations go to one owner role (routing.json: a root cause's team
+    # names its level-1 and level-2 roles); None: any owner.
+    owned: tuple[tuple[str, int], ...] | None = None
     department: str | None = None
     state: str | None = None  # "open" | "closed"
     reason: str | None = None
@@ -110,9 +107,9 @@ async def escalations_page(
     """Up to `limit` escalations, newest first, after the (created_at, escalation_id) `after`."""
     e = t.escalations.c
     conditions: list[ColumnElement[bool]] = []
-    if where.role is not None:
-        level = ROLE_LEVELS.get(where.role)
-        conditions.append(e.level == level if level is not None else false())
+    if where.owned is not None:
+        pairs = [and_(e.root_cause == root_cause, e.level == level) for root_cause, level in where.owned]
+        conditions.append(or_(*pairs) if pairs else false())
     if where.department is not None:
         conditions.append(e.department == where.department)
     if where.reason is not None:

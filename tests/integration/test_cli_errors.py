@@ -28,6 +28,8 @@ def closed_port() -> int:
 def docloop(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DOCLOOP_")}
     environment["PYTHONPATH"] = str(ROOT)
+    # A configured key, as in production: without one the store makes a key and says so on stderr.
+    environment["DOCLOOP_PHI_HASH_KEY"] = "cli-test-key"
     return subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
         cwd=cwd,
@@ -61,6 +63,15 @@ def test_a_replay_where_every_line_is_rejected_fails_and_names_file_and_line(tmp
     fails(docloop("replay", "bad.jsonl", "--out", "out", cwd=tmp_path), 4, "every one of the 2 lines was rejected")
     entries = [json.loads(line) for line in (tmp_path / "out" / "dlq.jsonl").read_text().splitlines()]
     assert [e["source"] for e in entries] == ["bad.jsonl:1", "bad.jsonl:3"]
+
+
+def test_replay_with_a_partition_count_the_store_was_not_made_for(tmp_path: Path) -> None:
+    fails(docloop("replay", str(SCENARIO), "--out", "out", "--partitions", "0", cwd=tmp_path), 2, "1 or more")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kept.db'}"
+    first = docloop("replay", str(SCENARIO), "--out", "one", "--database-url", url, "--partitions", "2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = docloop("replay", str(SCENARIO), "--out", "two", "--database-url", url, "--partitions", "3", cwd=tmp_path)
+    fails(again, 2, "computed for 2 partitions", "--partitions 2")
 
 
 def test_report_on_a_missing_or_empty_store_creates_nothing(tmp_path: Path) -> None:
@@ -149,11 +160,3 @@ def test_version_and_an_example_in_every_help(tmp_path: Path) -> None:
         assert shown.returncode == 0 and "examples:\n  docloop" in shown.stdout.replace("  DOCLOOP", "  docloop"), (
             command
         )
-
-
-def test_replay_into_a_store_partitioned_otherwise_names_the_count_to_use(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'kept.db'}"
-    first = docloop("replay", str(SCENARIO), "--out", "one", "--database-url", url, "--partitions", "1", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    again = docloop("replay", str(SCENARIO), "--out", "two", "--database-url", url, "--partitions", "6", cwd=tmp_path)
-    fails(again, 2, "computed for 1 partitions", "--partitions 1")

@@ -14,15 +14,18 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.api import MAX_PAGE, ReadApi, openapi_document
+from engine.domain.routing_config import RoutingConfig
 from engine.http import build_app
 from engine.service import Processor, RawEvent
 from engine.settings import Settings
 from engine.store import tables as t
+from schemas import RootCause
 from tests.support.scenario import NGUYEN, RIVERA, scenario_lines
 
 WALL = datetime(2026, 11, 27, 12, tzinfo=UTC)
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROUTING = RoutingConfig.load()
 
 
 async def _nothing(request: Any) -> Any:
@@ -43,7 +46,8 @@ async def client(database: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
 async def get(client: httpx.AsyncClient, path: str, **params: Any) -> Any:
     response = await client.get(path, params=params, headers=AUTH)
     assert response.status_code == 200, response.text
-    assert "MRN-" not in response.text and "patient_" not in response.text
+    assert "MRN-" not in response.text
+    assert "patient_ref" not in response.text and "patient_hash" not in response.text
     return response.json()
 
 
@@ -108,7 +112,8 @@ async def test_one_pattern_carries_its_cases_notifications_and_escalations(clien
     assert all(n["message"]["pattern_id"] == nguyen["pattern_id"] for n in detail["notifications"])
     assert {e["pattern_id"] for e in detail["escalations"]} == {nguyen["pattern_id"]}
     [escalation] = [e for e in detail["escalations"] if e["reason"] == "amount_at_risk"]
-    assert (escalation["level"], escalation["role"]) == (2, "revenue_cycle_leadership")
+    team = ROUTING.team_of(RootCause(nguyen["root_cause"]))  # the owner team's level-2 role (routing.json)
+    assert (escalation["level"], escalation["role"], escalation["team"]) == (2, team.level_2, team.name)
     assert escalation["provider_npi"] == NGUYEN and escalation["state"] == "open"
     assert escalation["facts"]["amount_at_risk"] == nguyen["amount_at_risk"]
 
@@ -118,8 +123,15 @@ async def test_escalations_filter_by_owner_and_state(client: httpx.AsyncClient, 
     assert len({e["escalation_id"] for e in everything}) == len(everything) >= 4
     created = [e["created_at"] for e in everything]
     assert created == sorted(created, reverse=True)  # newest first
+    for role in ROUTING.roles:  # each escalation under exactly the role its owner team names for its level
+        owned = await all_pages(client, "/api/v1/escalations", role=role)
+        assert all(e["role"] == role for e in owned)
+        expected = [
+            e for e in everything if getattr(ROUTING.team_of(RootCause(e["root_cause"])), f"level_{e['level']}") == role
+        ]
+        assert owned == expected
     leads = await all_pages(client, "/api/v1/escalations", role="department_lead")
-    assert leads and all(e["level"] == 1 for e in leads)
+    assert leads and all(e["level"] == 1 and e["team"] == "clinical_documentation" for e in leads)
     systemic = await all_pages(client, "/api/v1/escalations", reason="systemic")
     assert [e["pattern_id"] for e in systemic] == [None] and systemic[0]["state"] == "open"
     async with database.connect() as conn:
