@@ -134,6 +134,8 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "patterns": len(patterns),
             "open": len(open_patterns),
             "resolved": sum(1 for p in patterns if p["status"] == "resolved"),
+            # Quiet without visits to judge by: listed apart, never counted as resolved.
+            "dormant": sum(1 for p in patterns if p["status"] == "dormant"),
             "acknowledged": sum(1 for p in patterns if p["acknowledged"]),
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in open_patterns),
             "escalations": len(escalations),
@@ -273,6 +275,7 @@ def render_text(report: dict[str, Any], limit: int | None = None) -> str:
     lines = [
         f"Docloop report (clock {report['clock'] or 'not started'})",
         f"Patterns: {totals['patterns']} ({totals['open']} open, {totals['resolved']} resolved, "
+        f"{totals['dormant']} dormant (no visits to judge by), "
         f"{totals['acknowledged']} acknowledged); open amount at risk ${Decimal(totals['amount_at_risk_open']):,.2f}",
         "",
     ]

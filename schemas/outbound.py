@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import Money, RootCause
 
-NotificationKind = Literal["pattern_opened", "pattern_recurring", "reminder", "pre_bill_alert", "pattern_resolved"]
+NotificationKind = Literal[
+    "pattern_opened", "pattern_recurring", "reminder", "pre_bill_alert", "pattern_resolved", "pattern_dormant"
+]
 Audience = Literal["clinician", "billing"]
-PatternStatus = Literal["pending", "open", "resolved"]
+PatternStatus = Literal["pending", "open", "resolved", "dormant"]
 EscalationReason = Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"]
 
 

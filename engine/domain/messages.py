@@ -125,10 +125,11 @@ class Composer:
                 "If your care included more than the note shows, an addendum can document it."
             )
         else:
+            # Only said on evidence: visits after the feedback, old enough to have come back, and none did.
             title = f"Resolved: {words.label} ({code})"
             body = (
-                f"No visit for {code} has come back for this reason in {self.quiet_days} days since the feedback "
-                f"on {feedback}. Thank you: the change in documentation is working."
+                f"Visits for {code} since the feedback on {feedback} have been seen and none has come back for "
+                f"this reason in {self.quiet_days} days. Thank you: the change in documentation is working."
             )
         return title, body, words.clinician_guidance
 
@@ -142,6 +143,7 @@ class Composer:
             "reminder": "Feedback unacknowledged",
             "pre_bill_alert": "Pre-bill alert",
             "pattern_resolved": "Pattern resolved",
+            "pattern_dormant": "Pattern dormant",
         }[kind]
         title = f"{headline}: {p.root_cause.value} on CPT {p.procedure_code}, {who}"
         body = (
@@ -152,6 +154,12 @@ class Composer:
             body += " A newly signed note for this code fails the documentation check: review before submission."
         elif kind == "pattern_resolved":
             body += f" No new denials for {self.quiet_days} days since feedback."
+        elif kind == "pattern_dormant":
+            body += (
+                f" No visits to judge by: no new denials for {self.quiet_days} days, but too few visits for "
+                f"CPT {p.procedure_code} since feedback to tell whether it worked. Not counted as resolved; "
+                "a new denial continues this pattern."
+            )
         elif kind == "reminder":
             body += " The clinician has not acknowledged the feedback yet."
         return title, body, words.billing_guidance

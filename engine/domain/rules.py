@@ -15,13 +15,17 @@ from engine.domain import ids
 from engine.domain.checks import NoteFacts, has_check, passes_check
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
-from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import State
 from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
 from schemas.outbound import Audience, EscalationReason, NotificationKind
 
 Message = FeedbackNotification | EscalationRaised
 EVIDENCE_KEPT = 10
+# Exposure notes kept per pattern: enough that some becoming cases still leaves the threshold within reach;
+# when entries drop out (they became cases), later visits refill the list.
+EXPOSURE_KEPT_PER_NEEDED = 4
+EXPOSURE_KEPT_MIN = 12
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Thresholds:
     systemic_providers: int = 3
     resolve_quiet_days: int = 60
     resolve_compliant_notes: int = 3
+    resolve_exposure: int = 3
+    denial_lag_days: int = 45
     billing_team: str = "billing"
 
 
@@ -156,6 +162,7 @@ class Engine:
             pattern = self._new_episode(case, pattern)
             state.save_pattern(pattern)
         case.pattern_id = pattern.pattern_id
+        _drop_exposure(pattern, case.encounter_id)  # a visit that became a case is a recurrence, not exposure
         # Post-feedback is judged by the visit's date, not the denial's: a denial that arrives after feedback
         # for a visit that happened before it says nothing about whether the feedback worked.
         feedback_date = pattern.feedback_date
@@ -170,6 +177,10 @@ class Engine:
             pattern.last_service_date = case.service_date
         pattern.billed_with_modifier_25 = pattern.billed_with_modifier_25 or "25" in case.modifiers
 
+        if pattern.status is PatternStatus.DORMANT and case.post_feedback:
+            # Dormant never meant fixed: the same episode goes on, and this case is a recurrence.
+            pattern.status = PatternStatus.OPEN
+            pattern.dormant_at = None
         if pattern.status is PatternStatus.PENDING:
             if self._reaches_threshold(pattern, case, state):
                 self._open(pattern, state, now, out)
@@ -239,11 +250,14 @@ class Engine:
 
         facts = NoteFacts(event.service_date, signed_at, event.documentation)
         for pattern in state.open_patterns_of_provider(event.author.npi):
-            if pattern.procedure_code not in event.documentation.procedure_codes or not has_check(pattern.root_cause):
+            if pattern.procedure_code not in event.documentation.procedure_codes:
                 continue
-            if pattern.opened_at is None or signed_at <= pattern.opened_at:
-                continue  # signed before the feedback: neither a chance to act on it nor evidence that it worked
-            if not passes_check(pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts):
+            changed = self._count_exposure(pattern, event, state)
+            if not has_check(pattern.root_cause):
+                pass
+            elif pattern.opened_at is None or signed_at <= pattern.opened_at:
+                pass  # signed before the feedback: neither a chance to act on it nor evidence that it worked
+            elif not passes_check(pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts):
                 if not note.pre_bill_alerted:
                     note.pre_bill_alerted = True
                     state.save_note(note)
@@ -252,10 +266,31 @@ class Engine:
                 note.compliant_for.append(pattern.pattern_id)
                 state.save_note(note)
                 pattern.compliant_notes += 1
+                changed = True
+            if changed:
                 if self._may_resolve(pattern, now):
                     self._resolve(pattern, state, now, out)
                 self._schedule(pattern)
                 state.save_pattern(pattern)
+        return True
+
+    def _count_exposure(self, pattern: Pattern, event: NoteSigned, state: State) -> bool:
+        """Keep a visit after feedback as exposure, unless it already became a case of this pattern's key."""
+        feedback_date = pattern.feedback_date
+        if not self._needs_exposure(pattern) or feedback_date is None or event.service_date <= feedback_date:
+            return False
+        if any(e.encounter_id == event.encounter_id for e in pattern.exposure):
+            return False  # an addendum or a second note of the same visit is the same exposure
+        if any(c.key == pattern.key for c in state.cases_of_encounter(event.encounter_id)):
+            return False
+        kept = max(EXPOSURE_KEPT_MIN, EXPOSURE_KEPT_PER_NEEDED * self.t.resolve_exposure)
+        entries = sorted(
+            [*pattern.exposure, ExposureNote(event.service_date, event.encounter_id)],
+            key=lambda e: (e.service_date, e.encounter_id),
+        )
+        if entries[:kept] == pattern.exposure:
+            return False  # later than every kept visit: the earliest ones age first and decide
+        pattern.exposure = entries[:kept]
         return True
 
     # ---- acknowledgements ---------------------------------------------------------------------------
@@ -281,15 +316,16 @@ class Engine:
     # ---- timers -------------------------------------------------------------------------------------
 
     def _timers(self, p: Pattern) -> list[tuple[datetime, str]]:
-        if p.status is not PatternStatus.OPEN or p.opened_at is None:
+        if p.status not in (PatternStatus.OPEN, PatternStatus.DORMANT) or p.opened_at is None:
             return []
         timers = []
-        if not p.acknowledged and not p.reminded:
+        if p.status is PatternStatus.OPEN and not p.acknowledged and not p.reminded:
             timers.append((p.opened_at + timedelta(days=self.t.remind_after_days), "reminder"))
-        if not p.acknowledged and "1:unacknowledged" not in p.escalations:
+        if p.status is PatternStatus.OPEN and not p.acknowledged and "1:unacknowledged" not in p.escalations:
             timers.append((p.opened_at + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
-        if self._has_enough_compliant_notes(p):
-            timers.append((self._quiet_since(p), "resolve"))
+        resolve_at = self._resolve_check_at(p)
+        if resolve_at is not None:
+            timers.append((resolve_at, "resolve"))
         return timers
 
     def _schedule(self, p: Pattern) -> None:
@@ -298,7 +334,7 @@ class Engine:
 
     def _fire_timers(self, p: Pattern, due: datetime, state: State, out: list[Message]) -> None:
         for at, timer in sorted(self._timers(p), key=lambda t: t[0]):
-            if at > due or p.status is not PatternStatus.OPEN:
+            if at > due or p.status not in (PatternStatus.OPEN, PatternStatus.DORMANT):
                 continue
             if timer == "reminder":
                 p.reminded = True
@@ -307,6 +343,11 @@ class Engine:
                 self._escalate(p, 1, "unacknowledged", state, due, out)
             elif self._may_resolve(p, due):
                 self._resolve(p, state, due, out)
+            elif self._goes_dormant(p, due):
+                p.status = PatternStatus.DORMANT
+                p.dormant_at = due
+                state.save_pattern(p)
+                self._notify("pattern_dormant", p, state, due, out, only="billing")
         self._schedule(p)
         state.save_pattern(p)
 
@@ -316,11 +357,54 @@ class Engine:
         assert p.opened_at is not None and p.last_service_date is not None
         return max(p.opened_at + quiet, start_of(p.last_service_date) + quiet)
 
+    def _needs_exposure(self, p: Pattern) -> bool:
+        """Only where a clinician was told can the clinician's later visits show whether it worked; an
+        administrative pattern (billing's process, not a note) resolves on quiet alone."""
+        return self.codebook.is_clinician_facing(p.root_cause)
+
+    def _aged(self, e: ExposureNote) -> datetime:
+        """When a visit is old enough that its denial, if any, would have come back."""
+        return start_of(e.service_date + timedelta(days=self.t.denial_lag_days))
+
+    def _exposure_ready_at(self, p: Pattern) -> datetime | None:
+        """When enough kept visits will be old enough to judge by; None while there are too few of them."""
+        need = self.t.resolve_exposure
+        if need == 0:
+            return p.opened_at
+        return self._aged(p.exposure[need - 1]) if len(p.exposure) >= need else None
+
+    def _resolve_check_at(self, p: Pattern) -> datetime | None:
+        quiet = self._quiet_since(p)
+        if not self._needs_exposure(p):
+            return quiet if self._has_enough_compliant_notes(p) else None
+        ready = self._exposure_ready_at(p)
+        if ready is None:
+            return quiet if p.status is PatternStatus.OPEN else None  # then dormant: nothing to judge by
+        return max(quiet, ready) if self._has_enough_compliant_notes(p) else None
+
     def _has_enough_compliant_notes(self, p: Pattern) -> bool:
         return not has_check(p.root_cause) or p.compliant_notes >= self.t.resolve_compliant_notes
 
+    def _has_exposure(self, p: Pattern, now: datetime) -> bool:
+        if not self._needs_exposure(p):
+            return True
+        return sum(1 for e in p.exposure if self._aged(e) <= now) >= self.t.resolve_exposure
+
     def _may_resolve(self, p: Pattern, now: datetime) -> bool:
-        return p.status is PatternStatus.OPEN and self._has_enough_compliant_notes(p) and now >= self._quiet_since(p)
+        return (
+            p.status in (PatternStatus.OPEN, PatternStatus.DORMANT)
+            and self._has_enough_compliant_notes(p)
+            and now >= self._quiet_since(p)
+            and self._has_exposure(p, now)
+        )
+
+    def _goes_dormant(self, p: Pattern, now: datetime) -> bool:
+        return (
+            p.status is PatternStatus.OPEN
+            and now >= self._quiet_since(p)
+            and self._needs_exposure(p)
+            and len(p.exposure) < self.t.resolve_exposure
+        )
 
     def _resolve(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
         p.status = PatternStatus.RESOLVED
@@ -334,9 +418,18 @@ class Engine:
         return ["clinician", "billing"] if self.codebook.is_clinician_facing(p.root_cause) else ["billing"]
 
     def _notify(
-        self, kind: NotificationKind, p: Pattern, state: State, now: datetime, out: list[Message], about: str = ""
+        self,
+        kind: NotificationKind,
+        p: Pattern,
+        state: State,
+        now: datetime,
+        out: list[Message],
+        about: str = "",
+        only: Audience | None = None,
     ) -> None:
         for audience in self._audiences(p):
+            if only is not None and audience != only:
+                continue
             message = self.compose.notification(kind, audience, p, now, about)
             if state.pattern_of_notification(message.notification_id) is None:
                 state.record_notification(message.notification_id, p.pattern_id)
@@ -379,6 +472,11 @@ class Engine:
 
 def _merged(codes: list[str], more: tuple[str, ...] | list[str]) -> list[str]:
     return sorted(set(codes) | set(more))
+
+
+def _drop_exposure(pattern: Pattern, encounter_id: str) -> None:
+    if any(e.encounter_id == encounter_id for e in pattern.exposure):
+        pattern.exposure = [e for e in pattern.exposure if e.encounter_id != encounter_id]
 
 
 def _recent_evidence(evidence: list[EvidenceRef], case: Case) -> list[EvidenceRef]:

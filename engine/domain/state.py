@@ -161,14 +161,18 @@ class State:
         return changes
 
     def _index_open(self, pattern: Pattern) -> None:
-        """Open patterns by provider and by department: only a key's current episode, and only while open."""
+        """Watched patterns by provider (open or dormant: a provider's notes still count for them) and open ones
+        by department; only a key's current episode."""
         by_provider = self._open_by_provider[pattern.provider_npi]
         by_department = self._open_by_department[(pattern.department, pattern.root_cause)]
-        if pattern.status is PatternStatus.OPEN and self._episodes.get(pattern.key) is pattern:
+        current = self._episodes.get(pattern.key) is pattern
+        if current and pattern.status in (PatternStatus.OPEN, PatternStatus.DORMANT):
             by_provider[pattern.pattern_id] = pattern
-            by_department[pattern.pattern_id] = pattern
         else:
             by_provider.pop(pattern.pattern_id, None)
+        if current and pattern.status is PatternStatus.OPEN:
+            by_department[pattern.pattern_id] = pattern
+        else:
             by_department.pop(pattern.pattern_id, None)
 
     def _index_timer(self, pattern: Pattern) -> None:

@@ -18,14 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from engine.domain import ids
 from engine.domain.checks import has_check
 from engine.domain.codebook import CodeBook
-from engine.domain.model import Case, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
 from engine.store import tables as t
 from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
 
-# A note matters only to open patterns whose root cause has a documentation check (pre-bill alerts,
-# compliant notes); the others (billing-only causes, mostly) need not be loaded for it.
-CHECKED_ROOT_CAUSES = sorted(cause.value for cause in RootCause if has_check(cause))
+# A note matters only to watched (open or dormant) patterns whose root cause has a documentation check
+# (pre-bill alerts, compliant notes) or was told to a clinician (exposure, for resolution on evidence); the
+# others (billing-only causes) need not be loaded for it.
+WATCHED = [PatternStatus.OPEN.value, PatternStatus.DORMANT.value]
+
+
+def note_root_causes(codebook: CodeBook) -> list[str]:
+    return sorted(cause.value for cause in RootCause if has_check(cause) or codebook.is_clinician_facing(cause))
+
 
 # Keep IN-lists well below the bind-parameter limits of SQLite (32766) and PostgreSQL (32767).
 CHUNK = 500
@@ -185,6 +191,13 @@ def _pattern(row: Row[Any]) -> Pattern:
         resolved_at=row.resolved_at,
         next_due_at=row.next_due_at,
         escalations=list(row.escalations),
+        exposure=[ExposureNote(date.fromisoformat(e[0]), e[1]) for e in row.exposure],
+        dormant_at=row.dormant_at,
+        disputes=row.disputes,
+        disputed_at=row.disputed_at,
+        reviewed_at=row.reviewed_at,
+        review_outcome=row.review_outcome,
+        alerts_no_change=row.alerts_no_change,
     )
 
 
@@ -215,6 +228,13 @@ def _pattern_row(p: Pattern) -> dict[str, Any]:
         "resolved_at": p.resolved_at,
         "next_due_at": p.next_due_at,
         "escalations": p.escalations,
+        "exposure": [[e.service_date.isoformat(), e.encounter_id] for e in p.exposure],
+        "dormant_at": p.dormant_at,
+        "disputes": p.disputes,
+        "disputed_at": p.disputed_at,
+        "reviewed_at": p.reviewed_at,
+        "review_outcome": p.review_outcome,
+        "alerts_no_change": p.alerts_no_change,
     }
 
 
@@ -404,8 +424,8 @@ class BatchLoader:
                 [],
                 and_(
                     t.patterns.c.provider_npi.in_(chunk),
-                    t.patterns.c.status == PatternStatus.OPEN.value,
-                    t.patterns.c.root_cause.in_(CHECKED_ROOT_CAUSES),
+                    t.patterns.c.status.in_(WATCHED),
+                    t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
                 ),
             )
 

@@ -136,6 +136,13 @@ patterns = Table(
     Column("resolved_at", UTCDateTime, nullable=True),
     Column("next_due_at", UTCDateTime, nullable=True, index=True),
     Column("escalations", JSON, nullable=False),
+    Column("exposure", JSON, nullable=False),
+    Column("dormant_at", UTCDateTime, nullable=True),
+    Column("disputes", Integer, nullable=False),
+    Column("disputed_at", UTCDateTime, nullable=True),
+    Column("reviewed_at", UTCDateTime, nullable=True),
+    Column("review_outcome", String(16), nullable=True),
+    Column("alerts_no_change", Integer, nullable=False),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),

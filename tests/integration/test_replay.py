@@ -56,6 +56,7 @@ def test_replay_produces_every_notification_kind_and_escalation_reason(replayed:
         ("pre_bill_alert", "billing"): 1,
         ("pattern_resolved", "clinician"): 1,
         ("pattern_resolved", "billing"): 2,
+        ("pattern_dormant", "billing"): 4,
     }
     assert Counter((e["level"], e["reason"]) for e in escalations) == {
         (2, "systemic"): 1,
@@ -95,8 +96,8 @@ def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> N
     summary = replay(tmp_path).stdout
     assert "rejected to dlq 5" in summary and "duplicates 1" in summary
     data = report_json(tmp_path / "docloop.db")
-    assert data["totals"]["open"] == 4 and data["totals"]["resolved"] == 2
-    assert {p["status"] for p in data["patterns"]} == {"open", "resolved"}
+    assert data["totals"]["resolved"] == 2 and data["totals"]["dormant"] == 4
+    assert {p["status"] for p in data["patterns"]} == {"dormant", "resolved"}
     assert all(
         set(p)
         >= {

@@ -364,17 +364,20 @@ def test_a_note_signed_before_feedback_gets_no_alert_and_does_not_count_as_compl
     assert world.pattern(A).compliant_notes == 0
 
 
-def test_resolution_needs_quiet_days_and_compliant_notes_then_a_new_case_starts_a_new_episode() -> None:
+def test_resolution_needs_quiet_days_compliant_notes_and_visits_old_enough_to_judge_then_a_new_episode() -> None:
     world = World()
     three_denials(world)
     world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
-    world.advance("2026-05-01T00:00:00Z")  # quiet for 60 days, but no compliant notes yet
-    assert world.notifications("pattern_resolved") == []
-    for i, day in enumerate(("2026-05-04", "2026-05-05", "2026-05-06")):
+    for i, day in enumerate(("2026-03-02", "2026-03-03", "2026-03-04")):
         world.send(note(f"ok{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, mdm_level="high"))
+    # Quiet for 60 days on April 17 and three compliant notes, but the last one is not yet 45 days old.
+    world.advance("2026-04-17T12:00:00Z")
+    assert world.notifications("pattern_resolved") == []
+    world.advance("2026-04-30T00:00:00Z")
     resolved = world.notifications("pattern_resolved")
     assert sorted(n.audience for n in resolved) == ["billing", "clinician"]
-    assert {n.created_at.isoformat() for n in resolved} == {"2026-05-06T17:00:00+00:00"}
+    assert {n.created_at.isoformat() for n in resolved} == {"2026-04-18T00:00:00+00:00"}  # March 4 + 45 days
+    assert "working" in resolved[0].body + resolved[1].body
     first = world.pattern(A)
     assert first.status is PatternStatus.RESOLVED
 
@@ -385,8 +388,71 @@ def test_resolution_needs_quiet_days_and_compliant_notes_then_a_new_case_starts_
     assert second.status is PatternStatus.OPEN and second.case_count == 3
 
 
-def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
+def test_quiet_without_visits_is_dormant_billing_is_told_once_and_the_clinician_is_not_thanked() -> None:
+    world = World()
+    three_denials(world)
+    world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
+    world.advance("2026-08-01T00:00:00Z")  # the provider's visits stopped: silence, not evidence
+    assert world.notifications("pattern_resolved") == []
+    dormant = world.notifications("pattern_dormant")
+    assert [(n.audience, n.created_at.isoformat()) for n in dormant] == [("billing", "2026-04-17T09:00:00+00:00")]
+    assert "no visits to judge by" in dormant[0].body.lower() and "working" not in dormant[0].body
+    assert world.pattern(A).status is PatternStatus.DORMANT
+
+
+def test_a_dormant_pattern_resolves_once_later_visits_are_old_enough_to_judge() -> None:
+    world = World()
+    three_denials(world)
+    world.advance("2026-05-01T00:00:00Z")
+    assert world.pattern(A).status is PatternStatus.DORMANT
+    for i, day in enumerate(("2026-05-04", "2026-05-05", "2026-05-06")):
+        world.send(note(f"ok{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, mdm_level="high"))
+    world.advance("2026-07-01T00:00:00Z")
+    resolved = world.notifications("pattern_resolved")
+    assert {n.created_at.isoformat() for n in resolved} == {"2026-06-20T00:00:00+00:00"}  # May 6 + 45 days
+    assert len(world.notifications("pattern_dormant")) == 1
+
+
+def test_a_later_case_continues_a_dormant_episode_as_a_recurrence() -> None:
+    world = World()
+    three_denials(world)
+    world.advance("2026-05-01T00:00:00Z")
+    dormant = world.pattern(A)
+    assert dormant.status is PatternStatus.DORMANT
+    later_denial(world, "back", "2026-05-04", "2026-06-01T09:00:00Z")
+    again = world.pattern(A)
+    assert again.pattern_id == dormant.pattern_id and again.status is PatternStatus.OPEN
+    assert again.post_feedback_cases == 1 and again.case_count == 4
+    assert len(world.notifications("pattern_recurring")) == 2
+
+
+def test_visits_that_became_cases_are_not_exposure() -> None:
     world = World(resolve_compliant_notes=0)
+    three_denials(world)
+    for i, day in enumerate(("2026-02-23", "2026-02-24", "2026-02-25")):
+        world.send(note(f"v{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, encounter_id=f"ENC-v{i}"))
+    assert len(world.pattern(A).exposure) == 3
+    # Two of those visits come back denied for the same reason: one visit left to judge by.
+    for i in (0, 1):
+        world.send(
+            claim(
+                f"dv{i}",
+                occurred_at=f"2026-03-2{i}T09:00:00Z",
+                service_date=f"2026-02-2{3 + i}",
+                provider=A,
+                encounter_id=f"ENC-v{i}",
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+    assert [e.encounter_id for e in world.pattern(A).exposure] == ["ENC-v2"]
+    world.advance("2026-06-30T00:00:00Z")
+    assert world.notifications("pattern_resolved") == []
+    assert world.pattern(A).status is PatternStatus.DORMANT
+
+
+def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
+    world = World(resolve_compliant_notes=0, resolve_exposure=0)
     three_denials(world)
     later_denial(world, "recent", "2026-03-30", "2026-04-10T09:00:00Z")
     world.advance("2026-05-28T00:00:00Z")  # over 60 days after feedback, but the March 30 visit is recent
@@ -395,7 +461,25 @@ def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
     assert world.notifications("pattern_resolved")[0].created_at.isoformat() == "2026-05-29T00:00:00+00:00"
 
 
-def test_root_causes_without_a_check_resolve_on_quiet_alone() -> None:
+def test_administrative_root_causes_resolve_on_quiet_alone() -> None:
+    world = World()
+    for i in range(3):
+        world.send(
+            claim(
+                f"f{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=A,
+                adjustments=[("CO", "27", "100.00")],
+                remarks=["N30"],
+                procedure_code="97110",
+            )
+        )
+    world.advance("2026-04-30T00:00:00Z")
+    assert [n.audience for n in world.notifications("pattern_resolved")] == ["billing"]
+
+
+def test_clinician_root_causes_without_a_check_still_need_visits_to_judge_by() -> None:
     world = World()
     for i in range(3):
         world.send(
@@ -410,7 +494,8 @@ def test_root_causes_without_a_check_resolve_on_quiet_alone() -> None:
             )
         )
     world.advance("2026-04-30T00:00:00Z")
-    assert len(world.notifications("pattern_resolved")) == 2
+    assert world.notifications("pattern_resolved") == []
+    assert [n.audience for n in world.notifications("pattern_dormant")] == ["billing"]
 
 
 # ---- the clock ------------------------------------------------------------------------------------------
