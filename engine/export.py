@@ -20,6 +20,7 @@ INBOUND: dict[str, type[BaseModel]] = {
     "claim-denied": schemas.ClaimDenied,
     "note-signed": schemas.NoteSigned,
     "feedback-acknowledged": schemas.FeedbackAcknowledged,
+    "feedback-reviewed": schemas.FeedbackReviewed,
 }
 OUTBOUND: dict[str, type[BaseModel]] = {
     "feedback-notification": schemas.FeedbackNotification,

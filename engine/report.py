@@ -102,9 +102,20 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "opened_at": _iso(p.opened_at),
             "feedback_date": p.opened_at.date().isoformat() if p.opened_at else None,
             "resolved_at": _iso(p.resolved_at),
+            "dormant_at": _iso(p.dormant_at),
+            "disputes": p.disputes,
+            "under_review": p.disputed_at is not None,
+            "review_outcome": p.review_outcome,
+            "alerts_no_change": p.alerts_no_change,
         }
         for p in pattern_rows
     ]
+    listed = patterns
+    # A withdrawn pattern is listed (its history stays visible) but counts in no figure: the review found the
+    # feedback wrong, so neither its cases nor its "effect" say anything about the loop.
+    withdrawn = [p for p in listed if p["status"] == "withdrawn"]
+    patterns = [p for p in listed if p["status"] != "withdrawn"]
+    withdrawn_ids = {p["pattern_id"] for p in withdrawn}
     escalations = [
         {
             "escalation_id": e.escalation_id,
@@ -117,6 +128,7 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "summary": e.summary,
         }
         for e in escalation_rows
+        if e.pattern_id not in withdrawn_ids
     ]
     case_days: dict[str, list[tuple[date, int]]] = defaultdict(list)
     for pattern_id, service_date, count in case_day_rows:
@@ -140,8 +152,13 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in open_patterns),
             "escalations": len(escalations),
             "escalations_by_reason": dict(sorted(Counter(e["reason"] for e in escalations).items())),
+            "withdrawn": len(withdrawn),
+            "disputes": sum(p["disputes"] for p in listed),
+            "under_review": sum(1 for p in listed if p["under_review"]),
+            "disputes_upheld": sum(1 for p in listed if p["review_outcome"] == "upheld"),
+            "alerts_no_change": sum(p["alerts_no_change"] for p in listed),
         },
-        "patterns": patterns,
+        "patterns": listed,
         "escalations": escalations,
         "open_by_root_cause": _open_by(open_patterns, "root_cause"),
         "open_by_department": _open_by(open_patterns, "department"),

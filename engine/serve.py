@@ -56,8 +56,8 @@ class Stopping(Exception):
 
 
 def inbound_topics(settings: Settings) -> list[str]:
-    topics = [settings.topic_claims_denied, settings.topic_notes_signed, settings.topic_acks]
-    return list(dict.fromkeys(topics))  # one topic may carry all three event types
+    topics = [settings.topic_claims_denied, settings.topic_notes_signed, settings.topic_acks, settings.topic_reviews]
+    return list(dict.fromkeys(topics))  # one topic may carry all four event types
 
 
 def outbound_topics(settings: Settings) -> dict[str, str]:
@@ -163,7 +163,7 @@ class Service:
             decoder=_bodies_as_bytes,
             title="inbound events",
             description="ClaimDenied (key: rendering provider NPI), NoteSigned (key: author NPI) and "
-            "FeedbackAcknowledged (key: provider NPI or team id), UTF-8 JSON.",
+            "FeedbackAcknowledged (key: provider NPI or team id), FeedbackReviewed (key: provider NPI), UTF-8 JSON.",
         )
 
         async def on_events(body: list[bytes], message: KafkaMessage) -> None:
@@ -484,14 +484,23 @@ def asyncapi_document() -> Any:
     document: dict[str, Any] = service.app.schema.to_specification().to_jsonable()
     components = document["components"]["schemas"]
     _, definitions = models_json_schema(
-        [(model, "validation") for model in (schemas.ClaimDenied, schemas.NoteSigned, schemas.FeedbackAcknowledged)],
+        [
+            (model, "validation")
+            for model in (
+                schemas.ClaimDenied,
+                schemas.NoteSigned,
+                schemas.FeedbackAcknowledged,
+                schemas.FeedbackReviewed,
+            )
+        ],
         ref_template="#/components/schemas/{model}",
     )
     components.update(definitions["$defs"])
     components["inbound events:Message:Payload"] = {
         "title": "Inbound event",
         "oneOf": [
-            {"$ref": f"#/components/schemas/{name}"} for name in ("ClaimDenied", "NoteSigned", "FeedbackAcknowledged")
+            {"$ref": f"#/components/schemas/{name}"}
+            for name in ("ClaimDenied", "NoteSigned", "FeedbackAcknowledged", "FeedbackReviewed")
         ],
     }
     return document

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     topic_claims_denied: str = Field("claims.denied.v1", description="inbound topic of ClaimDenied events")
     topic_notes_signed: str = Field("notes.signed.v1", description="inbound topic of NoteSigned events")
     topic_acks: str = Field("feedback.acks.v1", description="inbound topic of FeedbackAcknowledged events")
+    topic_reviews: str = Field("feedback.reviewed.v1", description="inbound topic of FeedbackReviewed events")
     topic_notifications: str = Field(
         "feedback.notifications.v1", description="outbound topic of FeedbackNotification messages"
     )

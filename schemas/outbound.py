@@ -10,11 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.common import Money, RootCause
 
 NotificationKind = Literal[
-    "pattern_opened", "pattern_recurring", "reminder", "pre_bill_alert", "pattern_resolved", "pattern_dormant"
+    "pattern_opened",
+    "pattern_recurring",
+    "reminder",
+    "pre_bill_alert",
+    "pattern_resolved",
+    "pattern_dormant",
+    "review_requested",
+    "feedback_upheld",
+    "feedback_withdrawn",
 ]
 Audience = Literal["clinician", "billing"]
-PatternStatus = Literal["pending", "open", "resolved", "dormant"]
-EscalationReason = Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"]
+PatternStatus = Literal["pending", "open", "resolved", "dormant", "withdrawn"]
+EscalationReason = Literal[
+    "recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic", "dispute_unanswered"
+]
 
 
 class Outbound(BaseModel):
@@ -61,7 +71,7 @@ class FeedbackNotification(Outbound):
 
 
 class EscalationTarget(Outbound):
-    role: Literal["department_lead", "revenue_cycle_leadership"]
+    role: Literal["department_lead", "revenue_cycle_leadership", "review_team_lead"]
     department: str
 
 

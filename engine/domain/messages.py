@@ -7,7 +7,7 @@ staff hear codes and dollars; leadership hears trend, money and ownership.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -28,6 +28,7 @@ from schemas import (
 from schemas.outbound import Audience, EscalationReason, NotificationKind
 
 EVIDENCE_LIMIT = 10
+COMMENT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,30 @@ def load_wording() -> dict[RootCause, Wording]:
     return {RootCause(name): Wording(**entry) for name, entry in entries.items()}
 
 
+@dataclass(frozen=True)
+class ReviewTeam:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ReviewTeams:
+    """Who reviews a disputed feedback (data/reviews.json): the team owning the root cause's rule."""
+
+    teams: dict[str, ReviewTeam]
+    default_team: str
+    by_root_cause: dict[str, str]
+
+    @classmethod
+    def load(cls) -> ReviewTeams:
+        data = json.loads(resources.files("engine.domain").joinpath("data/reviews.json").read_text("utf-8"))
+        teams = {key: ReviewTeam(**entry) for key, entry in data["teams"].items()}
+        return cls(teams, data["default_team"], dict(data["root_causes"]))
+
+    def of(self, root_cause: RootCause) -> ReviewTeam:
+        return self.teams[self.by_root_cause.get(root_cause.value, self.default_team)]
+
+
 def money(amount: Decimal) -> str:
     return f"${amount:,.2f}"
 
@@ -57,18 +82,29 @@ class Composer:
     wording: dict[RootCause, Wording]
     billing_team: str
     quiet_days: int
+    review_teams: ReviewTeams = field(default_factory=ReviewTeams.load)
 
     def notification(
-        self, kind: NotificationKind, audience: Audience, pattern: Pattern, now: datetime, about: str = ""
+        self,
+        kind: NotificationKind,
+        audience: Audience,
+        pattern: Pattern,
+        now: datetime,
+        about: str = "",
+        comment: str | None = None,
     ) -> FeedbackNotification:
-        """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts)."""
+        """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts).
+        `comment` is a person's words relayed to the other side of a dispute (never logged or kept in state)."""
         words = self.wording[pattern.root_cause]
         if audience == "clinician":
             recipient = Recipient(type="provider", id=pattern.provider_npi)
             title, body, guidance = self._for_clinician(kind, pattern, words)
         else:
-            recipient = Recipient(type="team", id=self.billing_team)
+            team = self.review_teams.of(pattern.root_cause).id if kind == "review_requested" else self.billing_team
+            recipient = Recipient(type="team", id=team)
             title, body, guidance = self._for_billing(kind, pattern, words)
+        if comment:
+            body += f" Comment: {comment.strip()[:COMMENT_LIMIT]}"
         evidence = sorted(pattern.evidence, key=lambda e: (e.service_date, e.claim_id), reverse=True)
         return FeedbackNotification(
             notification_id=ids.notification_id(pattern.pattern_id, kind, audience, about),
@@ -124,6 +160,18 @@ class Composer:
                 f"A note you just signed for {code} may not yet show what earlier visits were missing: {gap}. "
                 "If your care included more than the note shows, an addendum can document it."
             )
+        elif kind == "feedback_upheld":
+            title = f"Feedback reviewed and upheld: {words.label} ({code})"
+            body = (
+                f"You questioned the feedback of {feedback} on visits for {code}. The review found that {gap}, "
+                "so the feedback stands."
+            )
+        elif kind == "feedback_withdrawn":
+            title = f"Feedback withdrawn: {words.label} ({code})"
+            body = (
+                f"You questioned the feedback of {feedback} on visits for {code}. The review agreed with you: the "
+                "feedback is withdrawn and nothing needs to change. Thank you for raising it."
+            )
         else:
             # Only said on evidence: visits after the feedback, old enough to have come back, and none did.
             title = f"Resolved: {words.label} ({code})"
@@ -144,6 +192,9 @@ class Composer:
             "pre_bill_alert": "Pre-bill alert",
             "pattern_resolved": "Pattern resolved",
             "pattern_dormant": "Pattern dormant",
+            "review_requested": "Feedback disputed, review requested",
+            "feedback_upheld": "Dispute reviewed: feedback upheld",
+            "feedback_withdrawn": "Dispute reviewed: feedback withdrawn",
         }[kind]
         title = f"{headline}: {p.root_cause.value} on CPT {p.procedure_code}, {who}"
         body = (
@@ -154,6 +205,16 @@ class Composer:
             body += " A newly signed note for this code fails the documentation check: review before submission."
         elif kind == "pattern_resolved":
             body += f" No new denials for {self.quiet_days} days since feedback."
+        elif kind == "review_requested":
+            team = self.review_teams.of(p.root_cause).name
+            body += (
+                f" The clinician disputed the feedback: the {team} reviews it and answers with feedback.reviewed "
+                "(upheld or withdrawn). Reminders and the unacknowledged escalation wait for the review."
+            )
+        elif kind == "feedback_upheld":
+            body += " The review upheld the feedback; the loop resumes and the clinician was told why."
+        elif kind == "feedback_withdrawn":
+            body += " The review withdrew the feedback: the pattern is closed and left out of every figure."
         elif kind == "pattern_dormant":
             body += (
                 f" No visits to judge by: no new denials for {self.quiet_days} days, but too few visits for "
@@ -183,14 +244,20 @@ class Composer:
         opened = single.opened_at if single else None
         days = (now - opened).days if opened else None
         label = self.wording[root_cause].label
-        role: Literal["department_lead", "revenue_cycle_leadership"] = (
+        role: Literal["department_lead", "revenue_cycle_leadership", "review_team_lead"] = (
             "department_lead" if level == 1 else "revenue_cycle_leadership"
         )
         owner = "department lead" if level == 1 else "revenue cycle leadership"
+        if reason == "dispute_unanswered":
+            role, owner = "review_team_lead", f"lead of the {self.review_teams.of(root_cause).name}"
         if reason == "recurrence_after_feedback":
             trend = f"{label} keeps recurring after feedback: {after} visits after feedback"
         elif reason == "unacknowledged":
             trend = f"feedback on {label} unacknowledged for {days} days"
+        elif reason == "dispute_unanswered":
+            since = single.disputed_at if single else None
+            waited = (now - since).days if since else days
+            trend = f"a clinician's dispute of feedback on {label} has waited {waited} days for its review"
         elif reason == "amount_at_risk":
             trend = f"{label} has reached {money(amount)} at risk"
         else:

@@ -24,6 +24,8 @@ class PatternStatus(StrEnum):
     # Quiet, but without visits to judge by: not evidence that feedback worked. Still watched: a later case
     # continues the episode as a recurrence, later exposure can still resolve it.
     DORMANT = "dormant"
+    # The owner team's review found the feedback wrong: closed, and left out of every figure.
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass

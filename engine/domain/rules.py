@@ -17,7 +17,15 @@ from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
 from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import State
-from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
+from schemas import (
+    ClaimDenied,
+    EscalationRaised,
+    FeedbackAcknowledged,
+    FeedbackNotification,
+    FeedbackReviewed,
+    InboundEvent,
+    NoteSigned,
+)
 from schemas.outbound import Audience, EscalationReason, NotificationKind
 
 Message = FeedbackNotification | EscalationRaised
@@ -89,8 +97,10 @@ class Engine:
             applied = self._on_claim(event, state, now, messages)
         elif isinstance(event, NoteSigned):
             applied = self._on_note(event, state, now, messages)
+        elif isinstance(event, FeedbackAcknowledged):
+            applied = self._on_acknowledgement(event, state, now, messages)
         else:
-            applied = self._on_acknowledgement(event, state, now)
+            applied = self._on_review(event, state, now, messages)
         return Outcome("applied" if applied else "ignored", messages)
 
     def advance(self, to: datetime, state: State) -> list[Message]:
@@ -158,7 +168,7 @@ class Engine:
 
     def _add_case(self, case: Case, state: State, now: datetime, out: list[Message]) -> None:
         pattern = state.current_pattern(case.key)
-        if pattern is None or pattern.status is PatternStatus.RESOLVED:
+        if pattern is None or pattern.status in (PatternStatus.RESOLVED, PatternStatus.WITHDRAWN):
             pattern = self._new_episode(case, pattern)
             state.save_pattern(pattern)
         case.pattern_id = pattern.pattern_id
@@ -295,7 +305,8 @@ class Engine:
 
     # ---- acknowledgements ---------------------------------------------------------------------------
 
-    def _on_acknowledgement(self, event: FeedbackAcknowledged, state: State, now: datetime) -> bool:
+    def _named_pattern(self, event: FeedbackAcknowledged | FeedbackReviewed, state: State) -> Pattern | None:
+        """The current episode of the pattern an answer names (by pattern_key or by one of its notifications)."""
         key: PatternKey | None = None
         if event.pattern_key is not None:
             k = event.pattern_key
@@ -304,11 +315,53 @@ class Engine:
             pattern_id = state.pattern_of_notification(event.notification_id)
             named = state.pattern(pattern_id) if pattern_id else None
             key = named.key if named else None
-        pattern = state.current_pattern(key) if key else None
-        if pattern is None or pattern.status is not PatternStatus.OPEN or pattern.acknowledged:
+        return state.current_pattern(key) if key else None
+
+    def _on_acknowledgement(self, event: FeedbackAcknowledged, state: State, now: datetime, out: list[Message]) -> bool:
+        pattern = self._named_pattern(event, state)
+        if pattern is None or pattern.status not in (PatternStatus.OPEN, PatternStatus.DORMANT):
             return False
-        pattern.acknowledged_at = now
-        pattern.ack_response = event.response
+        if event.response == "disputed":
+            if pattern.disputed_at is not None:
+                return False  # one review at a time: the dispute in hand already paused the loop
+            pattern.disputes += 1
+            pattern.disputed_at = now
+            self._notify(
+                "review_requested",
+                pattern,
+                state,
+                now,
+                out,
+                about=str(pattern.disputes),
+                only="billing",
+                comment=event.comment,
+            )
+        elif event.response == "not_applicable":
+            # "No change needed" answers a pre-bill alert about one note; it neither accepts nor disputes the
+            # pattern's feedback, so reminders go on until the feedback itself is answered.
+            pattern.alerts_no_change += 1
+        elif pattern.acknowledged:
+            return False
+        else:
+            pattern.acknowledged_at = now
+            pattern.ack_response = event.response
+        self._schedule(pattern)
+        state.save_pattern(pattern)
+        return True
+
+    def _on_review(self, event: FeedbackReviewed, state: State, now: datetime, out: list[Message]) -> bool:
+        pattern = self._named_pattern(event, state)
+        if pattern is None or pattern.disputed_at is None:
+            return False  # nothing under review: a review without a dispute changes nothing
+        pattern.disputed_at = None
+        pattern.reviewed_at = now
+        pattern.review_outcome = event.outcome
+        about = str(pattern.disputes)
+        if event.outcome == "upheld":
+            self._notify("feedback_upheld", pattern, state, now, out, about=about, comment=event.comment)
+        else:
+            pattern.status = PatternStatus.WITHDRAWN
+            self._notify("feedback_withdrawn", pattern, state, now, out, about=about, comment=event.comment)
         self._schedule(pattern)
         state.save_pattern(pattern)
         return True
@@ -319,10 +372,15 @@ class Engine:
         if p.status not in (PatternStatus.OPEN, PatternStatus.DORMANT) or p.opened_at is None:
             return []
         timers = []
-        if p.status is PatternStatus.OPEN and not p.acknowledged and not p.reminded:
-            timers.append((p.opened_at + timedelta(days=self.t.remind_after_days), "reminder"))
-        if p.status is PatternStatus.OPEN and not p.acknowledged and "1:unacknowledged" not in p.escalations:
-            timers.append((p.opened_at + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
+        # A dispute pauses the wait for an answer; an upheld review starts it again from the review.
+        waiting = p.status is PatternStatus.OPEN and not p.acknowledged and p.disputed_at is None
+        since = p.reviewed_at if p.review_outcome == "upheld" and p.reviewed_at else p.opened_at
+        if waiting and not p.reminded:
+            timers.append((since + timedelta(days=self.t.remind_after_days), "reminder"))
+        if waiting and "1:unacknowledged" not in p.escalations:
+            timers.append((since + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
+        if p.disputed_at is not None and "1:dispute_unanswered" not in p.escalations:
+            timers.append((p.disputed_at + timedelta(days=self.t.escalate_unacked_days), "dispute_unanswered"))
         resolve_at = self._resolve_check_at(p)
         if resolve_at is not None:
             timers.append((resolve_at, "resolve"))
@@ -341,6 +399,8 @@ class Engine:
                 self._notify("reminder", p, state, due, out)
             elif timer == "unacknowledged":
                 self._escalate(p, 1, "unacknowledged", state, due, out)
+            elif timer == "dispute_unanswered":
+                self._escalate(p, 1, "dispute_unanswered", state, due, out)
             elif self._may_resolve(p, due):
                 self._resolve(p, state, due, out)
             elif self._goes_dormant(p, due):
@@ -426,11 +486,12 @@ class Engine:
         out: list[Message],
         about: str = "",
         only: Audience | None = None,
+        comment: str | None = None,
     ) -> None:
         for audience in self._audiences(p):
             if only is not None and audience != only:
                 continue
-            message = self.compose.notification(kind, audience, p, now, about)
+            message = self.compose.notification(kind, audience, p, now, about, comment)
             if state.pattern_of_notification(message.notification_id) is None:
                 state.record_notification(message.notification_id, p.pattern_id)
                 out.append(message)

@@ -21,7 +21,7 @@ from engine.domain.codebook import CodeBook
 from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
 from engine.store import tables as t
-from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned, RootCause
+from schemas import ClaimDenied, FeedbackAcknowledged, FeedbackReviewed, InboundEvent, NoteSigned, RootCause
 
 # A note matters only to watched (open or dormant) patterns whose root cause has a documentation check
 # (pre-bill alerts, compliant notes) or was told to a clinician (exposure, for resolution on evidence); the
@@ -335,7 +335,7 @@ class BatchLoader:
 
         claims = [e for e in events if isinstance(e, ClaimDenied)]
         notes = [e for e in events if isinstance(e, NoteSigned)]
-        acks = [e for e in events if isinstance(e, FeedbackAcknowledged)]
+        acks = [e for e in events if isinstance(e, FeedbackAcknowledged | FeedbackReviewed)]
 
         case_ids: set[str] = set()
         keys: set[PatternKey] = set()

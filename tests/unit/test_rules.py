@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 
 from engine.domain.model import PatternStatus
-from tests.support.events import ack, claim, note, npi
+from tests.support.events import ack, claim, note, npi, review
 from tests.support.world import World
 
 A = npi("123456789")
@@ -536,3 +537,81 @@ def test_clinician_messages_name_the_gap_without_money_or_coding_advice() -> Non
         assert message.pattern.amount_at_risk is None and message.pattern.reason_codes is None
     billing = world.notifications("pattern_opened", "billing")[0]
     assert "$555.00" in billing.body and "CO-150" in billing.body
+
+
+# ---- disputes and reviews -------------------------------------------------------------------------------
+
+
+def disputed(world: World, comment: str = "The visits were time-based; the minutes are in the note.") -> None:
+    three_denials(world)  # opens on Feb 16 09:00
+    world.send(ack("dispute", occurred_at="2026-02-18T09:00:00Z", provider=A, response="disputed", comment=comment))
+
+
+def test_a_dispute_opens_a_review_for_the_owner_team_and_pauses_reminders() -> None:
+    world = World()
+    disputed(world)
+    reviews = world.notifications("review_requested")
+    assert [(n.audience, n.recipient.type, n.recipient.id) for n in reviews] == [("billing", "team", "coding-review")]
+    assert "time-based" in reviews[0].body
+    world.advance("2026-03-03T00:00:00Z")  # past the reminder (Feb 23) and the unacknowledged delay (Mar 2)
+    assert world.notifications("reminder") == [] and world.escalations("unacknowledged") == []
+    assert world.pattern(A).disputes == 1 and not world.pattern(A).acknowledged
+
+
+def test_an_unanswered_dispute_escalates_to_the_owner_team_lead_after_the_unacknowledged_delay() -> None:
+    world = World()
+    disputed(world)
+    world.advance("2026-03-10T00:00:00Z")
+    [escalation] = world.escalations("dispute_unanswered")
+    assert escalation.level == 1 and escalation.target.role == "review_team_lead"
+    assert escalation.created_at.isoformat() == "2026-03-04T09:00:00+00:00"
+    assert "coding review team" in escalation.summary
+
+
+def test_an_upheld_review_tells_the_clinician_why_and_resumes_the_loop() -> None:
+    world = World()
+    disputed(world)
+    world.send(
+        review(
+            "r1",
+            occurred_at="2026-02-20T09:00:00Z",
+            provider=A,
+            outcome="upheld",
+            comment="Time was recorded as 25 minutes.",
+        )
+    )
+    upheld = world.notifications("feedback_upheld", "clinician")
+    assert len(upheld) == 1 and "25 minutes" in upheld[0].body and "stands" in upheld[0].body
+    world.advance("2026-03-10T00:00:00Z")
+    reminders = world.notifications("reminder", "clinician")
+    assert [n.created_at.isoformat() for n in reminders] == ["2026-02-27T09:00:00+00:00"]  # 7 days after review
+    assert world.escalations("dispute_unanswered") == []
+    assert world.pattern(A).status is PatternStatus.OPEN
+
+
+def test_a_withdrawn_review_closes_the_pattern_and_tells_the_clinician() -> None:
+    world = World()
+    disputed(world)
+    world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn"))
+    withdrawn = world.notifications("feedback_withdrawn", "clinician")
+    assert len(withdrawn) == 1 and "withdrawn" in withdrawn[0].body
+    assert world.pattern(A).status is PatternStatus.WITHDRAWN
+    world.advance("2026-06-30T00:00:00Z")
+    assert world.notifications("reminder") == [] and world.escalations() == []
+    assert world.notifications("pattern_dormant") == [] and world.notifications("pattern_resolved") == []
+
+
+def test_a_review_without_a_dispute_changes_nothing() -> None:
+    world = World()
+    three_denials(world)
+    assert world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn")) == []
+    assert world.pattern(A).status is PatternStatus.OPEN
+
+
+@pytest.mark.parametrize("response", ["maybe-later", "ACCEPTED", "agree"])
+def test_an_acknowledgement_with_an_unknown_response_is_rejected_naming_the_field(response: str) -> None:
+    from schemas import InvalidEvent, decode_event
+
+    with pytest.raises(InvalidEvent) as rejected:
+        decode_event(json.dumps(ack("a", occurred_at="2026-02-18T09:00:00Z", provider=A, response=response)))
+    assert rejected.value.reason == "invalid event: response: literal_error"
