@@ -23,6 +23,7 @@ from schemas.outbound import (
     EscalationTarget,
     Evidence,
     FeedbackNotification,
+    NoteRef,
     PatternSummary,
     Recipient,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "FeedbackReviewed",
     "InboundEvent",
     "InvalidEvent",
+    "NoteRef",
     "NoteSigned",
     "PatternKey",
     "PatternSummary",

@@ -55,6 +55,15 @@ class Evidence(Outbound):
     service_date: date
 
 
+class NoteRef(Outbound):
+    """The note a pre-bill alert is about, and the elements its check found missing (keys; the body words them)."""
+
+    note_id: str
+    encounter_id: str
+    service_date: date
+    missing: list[str]
+
+
 class FeedbackNotification(Outbound):
     notification_id: str
     kind: NotificationKind
@@ -66,6 +75,7 @@ class FeedbackNotification(Outbound):
     body: str
     guidance: str
     evidence: list[Evidence]
+    note: NoteRef | None = None  # pre-bill alerts only
     created_at: datetime
     schema_version: Literal[1] = 1
 

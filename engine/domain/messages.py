@@ -21,6 +21,7 @@ from schemas import (
     EscalationTarget,
     Evidence,
     FeedbackNotification,
+    NoteRef,
     PatternSummary,
     Recipient,
     RootCause,
@@ -37,12 +38,23 @@ class Wording:
     billing_guidance: str
     clinician_gap: str = ""
     clinician_guidance: str = ""
+    clinician_alert_action: str = "If your care included more than the note shows, an addendum can document it."
+
+
+def _messages_data() -> dict[str, dict[str, object]]:
+    text = resources.files("engine.domain").joinpath("data/messages.json").read_text("utf-8")
+    data: dict[str, dict[str, object]] = json.loads(text)
+    return data
 
 
 def load_wording() -> dict[RootCause, Wording]:
-    text = resources.files("engine.domain").joinpath("data/messages.json").read_text("utf-8")
-    entries = json.loads(text)["root_causes"]
-    return {RootCause(name): Wording(**entry) for name, entry in entries.items()}
+    entries = _messages_data()["root_causes"]
+    return {RootCause(name): Wording(**entry) for name, entry in entries.items()}  # type: ignore[arg-type]
+
+
+def load_missing_elements() -> dict[str, str]:
+    """Clinical words for each element a documentation check can find missing (checks.missing_elements)."""
+    return {key: str(words) for key, words in _messages_data()["missing_elements"].items()}
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class Composer:
     billing_team: str
     quiet_days: int
     review_teams: ReviewTeams = field(default_factory=ReviewTeams.load)
+    missing_words: dict[str, str] = field(default_factory=load_missing_elements)
 
     def notification(
         self,
@@ -92,6 +105,7 @@ class Composer:
         now: datetime,
         about: str = "",
         comment: str | None = None,
+        note: NoteRef | None = None,
     ) -> FeedbackNotification:
         """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts).
         `comment` is a person's words relayed to the other side of a dispute (never logged or kept in state)."""
@@ -99,10 +113,14 @@ class Composer:
         if audience == "clinician":
             recipient = Recipient(type="provider", id=pattern.provider_npi)
             title, body, guidance = self._for_clinician(kind, pattern, words)
+            if note is not None:
+                body = self._alert_for_clinician(pattern, note, words)
         else:
             team = self.review_teams.of(pattern.root_cause).id if kind == "review_requested" else self.billing_team
             recipient = Recipient(type="team", id=team)
             title, body, guidance = self._for_billing(kind, pattern, words)
+            if note is not None:
+                body += f" Note {note.note_id}, encounter {note.encounter_id}, service date {note.service_date}."
         if comment:
             body += f" Comment: {comment.strip()[:COMMENT_LIMIT]}"
         evidence = sorted(pattern.evidence, key=lambda e: (e.service_date, e.claim_id), reverse=True)
@@ -130,6 +148,7 @@ class Composer:
                 Evidence(claim_id=e.claim_id, encounter_id=e.encounter_id, service_date=e.service_date)
                 for e in evidence[:EVIDENCE_LIMIT]
             ],
+            note=note,
             created_at=now,
         )
 
@@ -180,6 +199,16 @@ class Composer:
                 f"this reason in {self.quiet_days} days. Thank you: the change in documentation is working."
             )
         return title, body, words.clinician_guidance
+
+    def _alert_for_clinician(self, p: Pattern, note: NoteRef, words: Wording) -> str:
+        """A pre-bill alert names the note just signed and what its check found missing, in clinical words."""
+        missing = "; ".join(self.missing_words.get(key, key) for key in note.missing)
+        return (
+            f"In the note {note.note_id} you signed for the visit on {note.service_date.isoformat()} "
+            f"(encounter {note.encounter_id}, {p.procedure_code}): {missing}. Earlier visits came back from review "
+            f"because {words.clinician_gap}. {words.clinician_alert_action} If the note is complete as it is, "
+            'answer "no change needed".'
+        )
 
     def _for_billing(self, kind: NotificationKind, p: Pattern, words: Wording) -> tuple[str, str, str]:
         codes = ", ".join(p.reason_codes)

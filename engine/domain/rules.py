@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.domain import ids
-from engine.domain.checks import NoteFacts, has_check, passes_check
+from engine.domain.checks import NoteFacts, has_check, missing_elements
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
 from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
@@ -24,6 +24,7 @@ from schemas import (
     FeedbackNotification,
     FeedbackReviewed,
     InboundEvent,
+    NoteRef,
     NoteSigned,
 )
 from schemas.outbound import Audience, EscalationReason, NotificationKind
@@ -267,11 +268,19 @@ class Engine:
                 pass
             elif pattern.opened_at is None or signed_at <= pattern.opened_at:
                 pass  # signed before the feedback: neither a chance to act on it nor evidence that it worked
-            elif not passes_check(pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts):
+            elif missing := missing_elements(
+                pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts
+            ):
                 if not note.pre_bill_alerted:
                     note.pre_bill_alerted = True
                     state.save_note(note)
-                    self._notify("pre_bill_alert", pattern, state, now, out, about=note.note_id)
+                    ref = NoteRef(
+                        note_id=note.note_id,
+                        encounter_id=event.encounter_id,
+                        service_date=event.service_date,
+                        missing=missing,
+                    )
+                    self._notify("pre_bill_alert", pattern, state, now, out, about=note.note_id, note=ref)
             elif pattern.pattern_id not in note.compliant_for:
                 note.compliant_for.append(pattern.pattern_id)
                 state.save_note(note)
@@ -487,11 +496,12 @@ class Engine:
         about: str = "",
         only: Audience | None = None,
         comment: str | None = None,
+        note: NoteRef | None = None,
     ) -> None:
         for audience in self._audiences(p):
             if only is not None and audience != only:
                 continue
-            message = self.compose.notification(kind, audience, p, now, about, comment)
+            message = self.compose.notification(kind, audience, p, now, about, comment, note)
             if state.pattern_of_notification(message.notification_id) is None:
                 state.record_notification(message.notification_id, p.pattern_id)
                 out.append(message)

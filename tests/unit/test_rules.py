@@ -615,3 +615,57 @@ def test_an_acknowledgement_with_an_unknown_response_is_rejected_naming_the_fiel
     with pytest.raises(InvalidEvent) as rejected:
         decode_event(json.dumps(ack("a", occurred_at="2026-02-18T09:00:00Z", provider=A, response=response)))
     assert rejected.value.reason == "invalid event: response: literal_error"
+
+
+# ---- pre-bill alerts a clinician can act on ----------------------------------------------------------------
+
+
+def test_a_pre_bill_alert_names_the_note_and_what_its_check_found_missing() -> None:
+    world = World()
+    three_denials(world)
+    world.send(
+        note(
+            "n1",
+            signed_at="2026-02-20T17:00:00Z",
+            service_date="2026-02-20",
+            provider=A,
+            encounter_id="ENC-77",
+            mdm_level="moderate",
+        )
+    )
+    clinician = world.notifications("pre_bill_alert", "clinician")[0]
+    assert clinician.note is not None
+    assert (clinician.note.note_id, clinician.note.encounter_id, clinician.note.service_date.isoformat()) == (
+        "NOTE-n1",
+        "ENC-77",
+        "2026-02-20",
+    )
+    assert clinician.note.missing == ["mdm_below_level", "time_not_recorded"]
+    assert "NOTE-n1" in clinician.body and "ENC-77" in clinician.body and "2026-02-20" in clinician.body
+    assert "the total time on the date of the visit is not recorded" in clinician.body
+    assert "documentation supports" in clinician.body and "no change needed" in clinician.body
+    billing = world.notifications("pre_bill_alert", "billing")[0]
+    assert billing.note == clinician.note and "NOTE-n1" in billing.body
+    assert all(n.note is None for n in world.notifications() if n.kind != "pre_bill_alert")
+
+
+def test_no_change_needed_answers_an_alert_without_accepting_or_disputing_the_feedback() -> None:
+    world = World()
+    three_denials(world)
+    world.send(note("n1", signed_at="2026-02-20T17:00:00Z", service_date="2026-02-20", provider=A, mdm_level="low"))
+    alert = world.notifications("pre_bill_alert", "clinician")[0]
+    world.send(
+        ack("a1", occurred_at="2026-02-21T09:00:00Z", notification_id=alert.notification_id, response="not_applicable")
+    )
+    pattern = world.pattern(A)
+    assert pattern.alerts_no_change == 1 and not pattern.acknowledged and pattern.disputes == 0
+    world.advance("2026-02-24T00:00:00Z")
+    assert len(world.notifications("reminder", "clinician")) == 1  # the feedback itself still awaits an answer
+
+
+def test_clinician_e_m_guidance_is_neutral() -> None:
+    world = World()
+    three_denials(world)
+    opened = world.notifications("pattern_opened", "clinician")[0]
+    assert "select the level that the documentation supports" in opened.guidance.lower()
+    assert "neither higher nor lower" in opened.guidance
