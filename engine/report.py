@@ -27,6 +27,15 @@ EFFECT_DEFINITION = (
 )
 
 
+UNDERCODED = "em_level_undercoded"
+UNDERCODING_DEFINITION = (
+    "Signed notes whose documented MDM or total time supports a higher office E/M level than the code on the note, "
+    "grouped into patterns like denials (no denial needed). unbilled_estimate: the sum over those visits of the rate "
+    "of the supported code minus the rate of the code selected (engine/domain/data/em_rates.json, rough figures, "
+    "not a fee schedule). Not included in any denial figure (amounts at risk, open patterns, effect)."
+)
+
+
 class DailyCounts:
     """Counts per day, answering "how many between two dates" by binary search over running sums."""
 
@@ -139,6 +148,9 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
     cases_by_pattern = {pattern_id: DailyCounts(days) for pattern_id, days in case_days.items()}
     notes_by_provider = {npi: DailyCounts(days) for npi, days in note_days.items()}
 
+    # Undercoding is revenue left unbilled, found in notes: reported apart, never mixed into denial figures.
+    undercoded = [p for p in patterns if p["root_cause"] == UNDERCODED]
+    patterns = [p for p in patterns if p["root_cause"] != UNDERCODED]
     open_patterns = [p for p in patterns if p["status"] == "open"]
     return {
         "clock": _iso(clock),
@@ -171,6 +183,18 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             for p in patterns
         ],
         "escalations_by_week": _escalations_by_week(escalations),
+        "undercoding": {
+            "definition": UNDERCODING_DEFINITION,
+            "patterns": len(undercoded),
+            "open": sum(1 for p in undercoded if p["status"] == "open"),
+            "cases": sum(p["case_count"] for p in undercoded),
+            "unbilled_estimate": _money(Decimal(p["amount_at_risk"]) for p in undercoded),
+            "by_pattern": [
+                {k: p[k] for k in ("pattern_id", "provider_npi", "procedure_code", "status", "case_count")}
+                | {"unbilled_estimate": p["amount_at_risk"]}
+                for p in undercoded
+            ],
+        },
         "effect": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
     }
 

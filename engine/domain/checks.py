@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from importlib import resources
 
 from schemas import Documentation, RootCause
 
@@ -23,6 +27,36 @@ EM_REQUIREMENTS: dict[str, tuple[str, int]] = {
 }
 
 RECORDS_SIGNING_DAYS = 3
+
+
+@cache
+def em_rates() -> dict[str, Decimal]:
+    """Rough payment per office E/M code (data/em_rates.json), for estimating revenue left unbilled."""
+    text = resources.files("engine.domain").joinpath("data/em_rates.json").read_text("utf-8")
+    return {code: Decimal(rate) for code, rate in json.loads(text)["rates"].items()}
+
+
+def supported_em_level(procedure_code: str, documentation: Documentation) -> str:
+    """The highest office E/M code of the same family (new or established patient) the note supports."""
+    family = [code for code in EM_REQUIREMENTS if code[:4] == procedure_code[:4]]
+    supported = [code for code in family if em_level_supported(code, documentation)]
+    return max(supported, default=procedure_code)
+
+
+def undercoded_levels(documentation: Documentation) -> list[tuple[str, str]]:
+    """(code on the note, higher code its MDM or total time supports) for each office E/M code selected too low."""
+    found = []
+    for code in documentation.procedure_codes:
+        if is_office_em(code):
+            supported = supported_em_level(code, documentation)
+            if supported > code:
+                found.append((code, supported))
+    return found
+
+
+def unbilled_estimate(code: str, supported: str) -> Decimal:
+    rates = em_rates()
+    return max(Decimal("0.00"), rates.get(supported, Decimal("0")) - rates.get(code, Decimal("0")))
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class Wording:
     clinician_gap: str = ""
     clinician_guidance: str = ""
     clinician_alert_action: str = "If your care included more than the note shows, an addendum can document it."
+    clinician_found: str = "came back from review because"  # how the cases were found
+    billing_cases: str = "denied line"
+    billing_amount: str = "at risk"
 
 
 def _messages_data() -> dict[str, dict[str, object]]:
@@ -158,19 +161,19 @@ class Composer:
         if kind == "pattern_opened":
             title = f"Documentation feedback: {words.label} ({code})"
             body = (
-                f"{_plural(p.case_count, 'recent visit')} for {code} came back from review because {gap}. "
+                f"{_plural(p.case_count, 'recent visit')} for {code} {words.clinician_found} {gap}. "
                 "This has happened more than once, so we are sharing it as a pattern rather than a single case."
             )
         elif kind == "pattern_recurring":
             title = f"Still seen after feedback: {words.label} ({code})"
             body = (
-                f"Since the feedback on {feedback}, a visit for {code} came back from review because {gap}. "
+                f"Since the feedback on {feedback}, a visit for {code} {words.clinician_found} {gap}. "
                 f"Visits after the feedback with this gap: {p.post_feedback_cases}."
             )
         elif kind == "reminder":
             title = f"Reminder: documentation feedback awaiting your acknowledgement ({code})"
             body = (
-                f"On {feedback} we shared that visits for {code} came back from review because {gap}. "
+                f"On {feedback} we shared that visits for {code} {words.clinician_found} {gap}. "
                 "Please acknowledge it, or tell us if something in it looks wrong."
             )
         elif kind == "pre_bill_alert":
@@ -205,9 +208,9 @@ class Composer:
         missing = "; ".join(self.missing_words.get(key, key) for key in note.missing)
         return (
             f"In the note {note.note_id} you signed for the visit on {note.service_date.isoformat()} "
-            f"(encounter {note.encounter_id}, {p.procedure_code}): {missing}. Earlier visits came back from review "
-            f"because {words.clinician_gap}. {words.clinician_alert_action} If the note is complete as it is, "
-            'answer "no change needed".'
+            f"(encounter {note.encounter_id}, {p.procedure_code}): {missing}. Earlier visits "
+            f"{words.clinician_found} {words.clinician_gap}. {words.clinician_alert_action} "
+            'If the note is complete as it is, answer "no change needed".'
         )
 
     def _for_billing(self, kind: NotificationKind, p: Pattern, words: Wording) -> tuple[str, str, str]:
@@ -227,8 +230,8 @@ class Composer:
         }[kind]
         title = f"{headline}: {p.root_cause.value} on CPT {p.procedure_code}, {who}"
         body = (
-            f"{_plural(p.case_count, 'denied line')} for CPT {p.procedure_code} ({codes}); "
-            f"{at_risk} at risk; {p.post_feedback_cases} after feedback."
+            f"{_plural(p.case_count, words.billing_cases)} for CPT {p.procedure_code} ({codes}); "
+            f"{at_risk} {words.billing_amount}; {p.post_feedback_cases} after feedback."
         )
         if kind == "pre_bill_alert":
             body += " A newly signed note for this code fails the documentation check: review before submission."

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.domain import ids
-from engine.domain.checks import NoteFacts, has_check, missing_elements
+from engine.domain.checks import NoteFacts, has_check, missing_elements, unbilled_estimate, undercoded_levels
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
 from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
@@ -26,6 +26,7 @@ from schemas import (
     InboundEvent,
     NoteRef,
     NoteSigned,
+    RootCause,
 )
 from schemas.outbound import Audience, EscalationReason, NotificationKind
 
@@ -259,6 +260,7 @@ class Engine:
                     case.note_id = note.note_id
                     state.save_case(case)
 
+        self._find_undercoding(event, note, state, now, out)
         facts = NoteFacts(event.service_date, signed_at, event.documentation)
         for pattern in state.open_patterns_of_provider(event.author.npi):
             if pattern.procedure_code not in event.documentation.procedure_codes:
@@ -292,6 +294,36 @@ class Engine:
                 self._schedule(pattern)
                 state.save_pattern(pattern)
         return True
+
+    def _find_undercoding(self, event: NoteSigned, note: Note, state: State, now: datetime, out: list[Message]) -> None:
+        """A note whose MDM or total time supports a higher E/M level than its code is a case: no denial needed."""
+        cause = RootCause.EM_LEVEL_UNDERCODED
+        for code, supported in undercoded_levels(event.documentation):
+            case_id = ids.note_case_id(event.encounter_id, code, cause.value)
+            if state.case(case_id) is not None:
+                continue  # the visit's addendum or a second signature: the same case
+            case = Case(
+                case_id=case_id,
+                claim_id=note.note_id,  # found in a note: the note stands where a denied claim would
+                line_number=0,
+                root_cause=cause,
+                provider_npi=event.author.npi,
+                department=event.author.department,
+                procedure_code=code,
+                modifiers=[],
+                encounter_id=event.encounter_id,
+                service_date=event.service_date,
+                amount=unbilled_estimate(code, supported),
+                reason_codes=[f"supports-{supported}"],
+                payer_id="",
+                pattern_id="",
+                post_feedback=False,
+                first_denied_at=now,
+                last_denied_at=now,
+                note_id=note.note_id,
+                patient_hash=note.patient_hash,
+            )
+            self._add_case(case, state, now, out)
 
     def _count_exposure(self, pattern: Pattern, event: NoteSigned, state: State) -> bool:
         """Keep a visit after feedback as exposure, unless it already became a case of this pattern's key."""

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
-from engine.domain.checks import has_check
+from engine.domain.checks import has_check, undercoded_levels
 from engine.domain.codebook import CodeBook
 from engine.domain.model import Case, EvidenceRef, ExposureNote, Note, Pattern, PatternKey, PatternStatus
 from engine.domain.state import Changes, State
@@ -348,6 +348,13 @@ class BatchLoader:
                     keys.add(PatternKey(claim.rendering_provider.npi, finding.root_cause, line.procedure_code))
                     departments.add((claim.rendering_provider.department, finding.root_cause.value))
                     service_dates.append(claim.service_date)
+        for signed in notes:  # undercoding: a note can be a case, with its pattern and threshold to test
+            for code, _ in undercoded_levels(signed.documentation):
+                cause = RootCause.EM_LEVEL_UNDERCODED
+                case_ids.add(ids.note_case_id(signed.encounter_id, code, cause.value))
+                keys.add(PatternKey(signed.author.npi, cause, code))
+                departments.add((signed.author.department, cause.value))
+                service_dates.append(signed.service_date)
         for ack in acks:
             if ack.pattern_key is not None:
                 k = ack.pattern_key

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine.domain.model import PatternStatus
+from engine.domain.model import PatternKey, PatternStatus
+from schemas import RootCause
 from tests.support.events import ack, claim, note, npi, review
 from tests.support.world import World
 
@@ -669,3 +670,62 @@ def test_clinician_e_m_guidance_is_neutral() -> None:
     opened = world.notifications("pattern_opened", "clinician")[0]
     assert "select the level that the documentation supports" in opened.guidance.lower()
     assert "neither higher nor lower" in opened.guidance
+
+
+# ---- both directions of E/M level ------------------------------------------------------------------------
+
+
+def undercoded_note(world: World, i: int, day: str, provider: str = A, **overrides: object) -> list[object]:
+    return world.send(  # type: ignore[return-value]
+        note(
+            f"u{i}",
+            signed_at=f"{day}T17:00:00Z",
+            service_date=day,
+            provider=provider,
+            procedure_codes=["99213"],
+            mdm_level="moderate",  # supports 99214
+            **overrides,  # type: ignore[arg-type]
+        )
+    )
+
+
+def test_notes_whose_documentation_supports_a_higher_level_form_an_undercoding_pattern_without_denials() -> None:
+    world = World()
+    undercoded_note(world, 1, "2026-03-02")
+    undercoded_note(world, 2, "2026-03-09")
+    assert world.notifications() == []
+    undercoded_note(world, 3, "2026-03-16")
+    pattern = world.pattern(A, "em_level_undercoded", "99213")
+    assert pattern.status is PatternStatus.OPEN and pattern.case_count == 3
+    assert pattern.amount_at_risk == Decimal("120.00")  # 3 x (99214 130.00 - 99213 90.00), an estimate
+    clinician = world.notifications("pattern_opened", "clinician")[0]
+    billing = world.notifications("pattern_opened", "billing")[0]
+    assert "select the level that the documentation supports" in clinician.guidance.lower()
+    assert "found in a review of signed notes" in clinician.body and "came back" not in clinician.body
+    assert "$120.00 estimated left unbilled" in billing.body and "supports-99214" in billing.body
+    assert billing.recipient.id == "billing"
+
+
+def test_an_addendum_to_an_undercoded_visit_is_the_same_case() -> None:
+    world = World()
+    undercoded_note(world, 1, "2026-03-02", encounter_id="ENC-1")
+    undercoded_note(world, 2, "2026-03-02", encounter_id="ENC-1")
+    undercoded_note(world, 3, "2026-03-09")
+    assert world.pattern(A, "em_level_undercoded", "99213").case_count == 2
+
+
+def test_a_note_at_its_supported_level_is_no_undercoding_case() -> None:
+    world = World()
+    for i, day in enumerate(("2026-03-02", "2026-03-09", "2026-03-16")):
+        world.send(
+            note(
+                f"ok{i}",
+                signed_at=f"{day}T17:00:00Z",
+                service_date=day,
+                provider=A,
+                procedure_codes=["99214"],
+                mdm_level="moderate",
+                total_time_minutes=35,
+            )
+        )
+    assert world.state.current_pattern(PatternKey(A, RootCause.EM_LEVEL_UNDERCODED, "99214")) is None
