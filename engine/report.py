@@ -14,7 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.domain.codebook import CodeBook
+from engine.effect import PatternFacts, estimate_effect
 from engine.store import tables as t
+from schemas import RootCause
 
 EFFECT_DEFINITION = (
     "Denial cases per 100 signed notes of the pattern's provider. Before: the pattern's cases with a service date "
@@ -55,8 +58,12 @@ class DailyCounts:
         return self._running[bisect_right(self.days, last)] - self._running[bisect_left(self.days, first)]
 
 
-async def build_report(database: AsyncEngine) -> dict[str, Any]:
+async def build_report(database: AsyncEngine, denial_lag_days: int | None = None) -> dict[str, Any]:
     """The report as plain data (JSON-ready); text and HTML renderings read only this."""
+    if denial_lag_days is None:
+        from engine.settings import Settings  # the configured lag, unless the caller says
+
+        denial_lag_days = Settings().denial_lag_days
     reported = t.patterns.c.status != "pending"
     async with database.connect() as conn:
         clock_row = (await conn.execute(select(t.engine_state.c.clock))).first()
@@ -93,6 +100,29 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
                 .where(t.notes.c.provider_npi.in_(select(t.patterns.c.provider_npi).where(reported)))
                 .group_by(t.notes.c.provider_npi, t.notes.c.service_date)
             )
+        ).all()
+        # The effect figure counts each case once by its key and each note once per (provider, procedure).
+        effect_case_rows = (
+            await conn.execute(
+                select(
+                    t.cases.c.provider_npi,
+                    t.cases.c.root_cause,
+                    t.cases.c.procedure_code,
+                    t.cases.c.service_date,
+                    func.count(),
+                )
+                .where(
+                    t.cases.c.pattern_id.not_in(
+                        select(t.patterns.c.pattern_id).where(t.patterns.c.status == "withdrawn")
+                    )
+                )
+                .group_by(
+                    t.cases.c.provider_npi, t.cases.c.root_cause, t.cases.c.procedure_code, t.cases.c.service_date
+                )
+            )
+        ).all()
+        note_code_rows = (
+            await conn.execute(select(t.notes.c.provider_npi, t.notes.c.service_date, t.notes.c.procedure_codes))
         ).all()
     clock = clock_row.clock if clock_row else None
     patterns = [
@@ -155,7 +185,7 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
     return {
         "clock": _iso(clock),
         "totals": {
-            "patterns": len(patterns),
+            "patterns": len(listed),  # every row of `patterns`; the figures below leave withdrawn ones out
             "open": len(open_patterns),
             "resolved": sum(1 for p in patterns if p["status"] == "resolved"),
             # Quiet without visits to judge by: listed apart, never counted as resolved.
@@ -195,7 +225,11 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
                 for p in undercoded
             ],
         },
-        "effect": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
+        # Descriptive, per pattern (each pattern against its provider's notes): not an estimate of the effect.
+        "effect_by_pattern": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
+        "effect": _effect_estimate(
+            patterns, effect_case_rows, note_code_rows, clock.date() if clock else None, denial_lag_days
+        ),
     }
 
 
@@ -297,6 +331,38 @@ def _effect(
     }
 
 
+def _effect_estimate(
+    patterns: Sequence[dict[str, Any]],
+    case_rows: Sequence[Any],
+    note_rows: Sequence[Any],
+    clock: date | None,
+    denial_lag_days: int,
+) -> dict[str, Any]:
+    codebook = CodeBook.load()
+    facts = [
+        PatternFacts(
+            p["provider_npi"],
+            p["root_cause"],
+            p["procedure_code"],
+            date.fromisoformat(p["feedback_date"]),
+            codebook.is_clinician_facing(RootCause(p["root_cause"])),
+        )
+        for p in patterns
+        if p["feedback_date"] is not None
+    ]
+    cases: dict[tuple[str, str, str], list[tuple[date, int]]] = defaultdict(list)
+    for provider, root_cause, code, day, count in case_rows:
+        cases[(provider, root_cause, code)].append((day, count))
+    per_day: Counter[tuple[str, str, date]] = Counter()
+    for provider, day, codes in note_rows:
+        for code in set(codes):
+            per_day[(provider, code, day)] += 1
+    notes: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+    for (provider, code, day), count in sorted(per_day.items()):
+        notes[(provider, code)].append((day, count))
+    return estimate_effect(facts, cases, notes, clock, denial_lag_days)
+
+
 def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False)
 
@@ -344,16 +410,28 @@ def render_text(report: dict[str, Any], limit: int | None = None) -> str:
         lines.append(f"  ... the latest {len(escalations)}:")
     for e in escalations:
         lines.append(f"  L{e['level']} {e['reason']:<26} {e['created_at']}  {e['summary']}")
-    effect = report.get("effect")
-    if effect and effect["patterns"]:
-        overall = effect["overall"]
-        lines += [
-            "",
-            "Loop effect (denial cases per 100 signed notes of the provider, before -> after feedback):",
-            f"  overall {format_rate(overall['before_per_100_notes'])} -> {format_rate(overall['after_per_100_notes'])}"
-            f" ({overall['before_cases']} cases / {overall['before_notes']} notes before, "
-            f"{overall['after_cases']} cases / {overall['after_notes']} notes after)",
-        ]
+    estimate = report.get("effect")
+    if estimate:
+        lines += ["", "Effect of feedback (difference-in-differences, cases per 100 notes, vs providers not told):"]
+        for group in ("clinical", "administrative"):
+            e = estimate[group]
+            figure = (
+                f"{e['estimate_per_100_notes']:+.2f} (95% interval {e['interval_95'][0]:+.2f} to "
+                f"{e['interval_95'][1]:+.2f}): {e['verdict']}"
+                if e["estimate_per_100_notes"] is not None
+                else e["verdict"]
+            )
+            lines.append(
+                f"  {group}{' (headline)' if group == estimate['headline'] else ''}: {figure}; "
+                f"{e['patterns']} patterns, {e['providers']} providers, "
+                f"{e['notes']['treated_before'] + e['notes']['treated_after']} notes"
+            )
+    under = report.get("undercoding")
+    if under and under["patterns"]:
+        lines.append(
+            f"Undercoding (apart from denials): {under['patterns']} patterns, {under['cases']} notes, "
+            f"${Decimal(under['unbilled_estimate']):,.2f} estimated left unbilled"
+        )
     return "\n".join(lines)
 
 

@@ -134,3 +134,4 @@ class Note:
     patient_hash: str | None = None
     pre_bill_alerted: bool = False
     compliant_for: list[str] = field(default_factory=list)  # pattern ids this note counted for
+    procedure_codes: list[str] = field(default_factory=list)  # so the effect figure counts notes per procedure

@@ -248,6 +248,7 @@ class Engine:
                 service_date=event.service_date,
                 signed_at=signed_at,
                 patient_hash=self.hash_patient(event.patient_ref),
+                procedure_codes=list(event.documentation.procedure_codes),
             )
         elif signed_at > note.signed_at:
             note.signed_at = signed_at  # signed again (amended): the latest signature counts

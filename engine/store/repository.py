@@ -248,6 +248,7 @@ def _note(row: Row[Any]) -> Note:
         patient_hash=row.patient_hash,
         pre_bill_alerted=row.pre_bill_alerted,
         compliant_for=list(row.compliant_for),
+        procedure_codes=list(row.procedure_codes),
     )
 
 
@@ -261,6 +262,7 @@ def _note_row(n: Note) -> dict[str, Any]:
         "patient_hash": n.patient_hash,
         "pre_bill_alerted": n.pre_bill_alerted,
         "compliant_for": n.compliant_for,
+        "procedure_codes": n.procedure_codes,
     }
 
 

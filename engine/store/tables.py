@@ -159,6 +159,7 @@ notes = Table(
     Column("patient_hash", String(64), nullable=True),
     Column("pre_bill_alerted", Boolean, nullable=False),
     Column("compliant_for", JSON, nullable=False),
+    Column("procedure_codes", JSON, nullable=False),
 )
 
 notifications = Table(

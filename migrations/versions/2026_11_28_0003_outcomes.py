@@ -25,9 +25,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("review_outcome", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("alerts_no_change", sa.Integer(), nullable=False, server_default=sa.text("0")))
+    # Notes signed before this migration count for no procedure in the effect figure (their codes were not kept).
+    with op.batch_alter_table("notes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("procedure_codes", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("notes", schema=None) as batch_op:
+        batch_op.drop_column("procedure_codes")
     with op.batch_alter_table("patterns", schema=None) as batch_op:
         for name in ("alerts_no_change", "review_outcome", "reviewed_at", "disputed_at", "disputes", "dormant_at"):
             batch_op.drop_column(name)
