@@ -14,7 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.domain.codebook import CodeBook
+from engine.effect import PatternFacts, estimate_effect
 from engine.store import tables as t
+from schemas import RootCause
 
 EFFECT_DEFINITION = (
     "Denial cases per 100 signed notes of the pattern's provider. Before: the pattern's cases with a service date "
@@ -24,6 +27,15 @@ EFFECT_DEFINITION = (
     "up to its resolution date: later cases belong to a new episode). The feedback date itself is in neither span. "
     "No notes in a span: n/a. Overall: the sums of cases and of notes over the patterns that have notes in both "
     "spans, so that before and after compare the same patterns."
+)
+
+
+UNDERCODED = "em_level_undercoded"
+UNDERCODING_DEFINITION = (
+    "Signed notes whose documented MDM or total time supports a higher office E/M level than the code on the note, "
+    "grouped into patterns like denials (no denial needed). unbilled_estimate: the sum over those visits of the rate "
+    "of the supported code minus the rate of the code selected (engine/domain/data/em_rates.json, rough figures, "
+    "not a fee schedule). Not included in any denial figure (amounts at risk, open patterns, effect)."
 )
 
 
@@ -46,8 +58,12 @@ class DailyCounts:
         return self._running[bisect_right(self.days, last)] - self._running[bisect_left(self.days, first)]
 
 
-async def build_report(database: AsyncEngine) -> dict[str, Any]:
+async def build_report(database: AsyncEngine, denial_lag_days: int | None = None) -> dict[str, Any]:
     """The report as plain data (JSON-ready); text and HTML renderings read only this."""
+    if denial_lag_days is None:
+        from engine.settings import Settings  # the configured lag, unless the caller says
+
+        denial_lag_days = Settings().denial_lag_days
     reported = t.patterns.c.status != "pending"
     async with database.connect() as conn:
         # The latest event time any task has seen (each task has its own clock).
@@ -86,6 +102,29 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
                 .group_by(t.notes.c.provider_npi, t.notes.c.service_date)
             )
         ).all()
+        # The effect figure counts each case once by its key and each note once per (provider, procedure).
+        effect_case_rows = (
+            await conn.execute(
+                select(
+                    t.cases.c.provider_npi,
+                    t.cases.c.root_cause,
+                    t.cases.c.procedure_code,
+                    t.cases.c.service_date,
+                    func.count(),
+                )
+                .where(
+                    t.cases.c.pattern_id.not_in(
+                        select(t.patterns.c.pattern_id).where(t.patterns.c.status == "withdrawn")
+                    )
+                )
+                .group_by(
+                    t.cases.c.provider_npi, t.cases.c.root_cause, t.cases.c.procedure_code, t.cases.c.service_date
+                )
+            )
+        ).all()
+        note_code_rows = (
+            await conn.execute(select(t.notes.c.provider_npi, t.notes.c.service_date, t.notes.c.procedure_codes))
+        ).all()
     clock = clock_row.clock if clock_row else None
     patterns = [
         {
@@ -103,9 +142,20 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "opened_at": _iso(p.opened_at),
             "feedback_date": p.opened_at.date().isoformat() if p.opened_at else None,
             "resolved_at": _iso(p.resolved_at),
+            "dormant_at": _iso(p.dormant_at),
+            "disputes": p.disputes,
+            "under_review": p.disputed_at is not None,
+            "review_outcome": p.review_outcome,
+            "alerts_no_change": p.alerts_no_change,
         }
         for p in pattern_rows
     ]
+    listed = patterns
+    # A withdrawn pattern is listed (its history stays visible) but counts in no figure: the review found the
+    # feedback wrong, so neither its cases nor its "effect" say anything about the loop.
+    withdrawn = [p for p in listed if p["status"] == "withdrawn"]
+    patterns = [p for p in listed if p["status"] != "withdrawn"]
+    withdrawn_ids = {p["pattern_id"] for p in withdrawn}
     escalations = [
         {
             "escalation_id": e.escalation_id,
@@ -118,6 +168,7 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             "summary": e.summary,
         }
         for e in escalation_rows
+        if e.pattern_id not in withdrawn_ids
     ]
     case_days: dict[str, list[tuple[date, int]]] = defaultdict(list)
     for pattern_id, service_date, count in case_day_rows:
@@ -128,19 +179,29 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
     cases_by_pattern = {pattern_id: DailyCounts(days) for pattern_id, days in case_days.items()}
     notes_by_provider = {npi: DailyCounts(days) for npi, days in note_days.items()}
 
+    # Undercoding is revenue left unbilled, found in notes: reported apart, never mixed into denial figures.
+    undercoded = [p for p in patterns if p["root_cause"] == UNDERCODED]
+    patterns = [p for p in patterns if p["root_cause"] != UNDERCODED]
     open_patterns = [p for p in patterns if p["status"] == "open"]
     return {
         "clock": _iso(clock),
         "totals": {
-            "patterns": len(patterns),
+            "patterns": len(listed),  # every row of `patterns`; the figures below leave withdrawn ones out
             "open": len(open_patterns),
             "resolved": sum(1 for p in patterns if p["status"] == "resolved"),
+            # Quiet without visits to judge by: listed apart, never counted as resolved.
+            "dormant": sum(1 for p in patterns if p["status"] == "dormant"),
             "acknowledged": sum(1 for p in patterns if p["acknowledged"]),
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in open_patterns),
             "escalations": len(escalations),
             "escalations_by_reason": dict(sorted(Counter(e["reason"] for e in escalations).items())),
+            "withdrawn": len(withdrawn),
+            "disputes": sum(p["disputes"] for p in listed),
+            "under_review": sum(1 for p in listed if p["under_review"]),
+            "disputes_upheld": sum(1 for p in listed if p["review_outcome"] == "upheld"),
+            "alerts_no_change": sum(p["alerts_no_change"] for p in listed),
         },
-        "patterns": patterns,
+        "patterns": listed,
         "escalations": escalations,
         "open_by_root_cause": _open_by(open_patterns, "root_cause"),
         "open_by_department": _open_by(open_patterns, "department"),
@@ -153,7 +214,23 @@ async def build_report(database: AsyncEngine) -> dict[str, Any]:
             for p in patterns
         ],
         "escalations_by_week": _escalations_by_week(escalations),
-        "effect": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
+        "undercoding": {
+            "definition": UNDERCODING_DEFINITION,
+            "patterns": len(undercoded),
+            "open": sum(1 for p in undercoded if p["status"] == "open"),
+            "cases": sum(p["case_count"] for p in undercoded),
+            "unbilled_estimate": _money(Decimal(p["amount_at_risk"]) for p in undercoded),
+            "by_pattern": [
+                {k: p[k] for k in ("pattern_id", "provider_npi", "procedure_code", "status", "case_count")}
+                | {"unbilled_estimate": p["amount_at_risk"]}
+                for p in undercoded
+            ],
+        },
+        # Descriptive, per pattern (each pattern against its provider's notes): not an estimate of the effect.
+        "effect_by_pattern": _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None),
+        "effect": _effect_estimate(
+            patterns, effect_case_rows, note_code_rows, clock.date() if clock else None, denial_lag_days
+        ),
     }
 
 
@@ -255,6 +332,38 @@ def _effect(
     }
 
 
+def _effect_estimate(
+    patterns: Sequence[dict[str, Any]],
+    case_rows: Sequence[Any],
+    note_rows: Sequence[Any],
+    clock: date | None,
+    denial_lag_days: int,
+) -> dict[str, Any]:
+    codebook = CodeBook.load()
+    facts = [
+        PatternFacts(
+            p["provider_npi"],
+            p["root_cause"],
+            p["procedure_code"],
+            date.fromisoformat(p["feedback_date"]),
+            codebook.is_clinician_facing(RootCause(p["root_cause"])),
+        )
+        for p in patterns
+        if p["feedback_date"] is not None
+    ]
+    cases: dict[tuple[str, str, str], list[tuple[date, int]]] = defaultdict(list)
+    for provider, root_cause, code, day, count in case_rows:
+        cases[(provider, root_cause, code)].append((day, count))
+    per_day: Counter[tuple[str, str, date]] = Counter()
+    for provider, day, codes in note_rows:
+        for code in set(codes):
+            per_day[(provider, code, day)] += 1
+    notes: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+    for (provider, code, day), count in sorted(per_day.items()):
+        notes[(provider, code)].append((day, count))
+    return estimate_effect(facts, cases, notes, clock, denial_lag_days)
+
+
 def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False)
 
@@ -274,6 +383,7 @@ def render_text(report: dict[str, Any], limit: int | None = None) -> str:
     lines = [
         f"Docloop report (clock {report['clock'] or 'not started'})",
         f"Patterns: {totals['patterns']} ({totals['open']} open, {totals['resolved']} resolved, "
+        f"{totals['dormant']} dormant (no visits to judge by), "
         f"{totals['acknowledged']} acknowledged); open amount at risk ${Decimal(totals['amount_at_risk_open']):,.2f}",
         "",
     ]
@@ -301,16 +411,28 @@ def render_text(report: dict[str, Any], limit: int | None = None) -> str:
         lines.append(f"  ... the latest {len(escalations)}:")
     for e in escalations:
         lines.append(f"  L{e['level']} {e['reason']:<26} {e['created_at']}  {e['summary']}")
-    effect = report.get("effect")
-    if effect and effect["patterns"]:
-        overall = effect["overall"]
-        lines += [
-            "",
-            "Loop effect (denial cases per 100 signed notes of the provider, before -> after feedback):",
-            f"  overall {format_rate(overall['before_per_100_notes'])} -> {format_rate(overall['after_per_100_notes'])}"
-            f" ({overall['before_cases']} cases / {overall['before_notes']} notes before, "
-            f"{overall['after_cases']} cases / {overall['after_notes']} notes after)",
-        ]
+    estimate = report.get("effect")
+    if estimate:
+        lines += ["", "Effect of feedback (difference-in-differences, cases per 100 notes, vs providers not told):"]
+        for group in ("clinical", "administrative"):
+            e = estimate[group]
+            figure = (
+                f"{e['estimate_per_100_notes']:+.2f} (95% interval {e['interval_95'][0]:+.2f} to "
+                f"{e['interval_95'][1]:+.2f}): {e['verdict']}"
+                if e["estimate_per_100_notes"] is not None
+                else e["verdict"]
+            )
+            lines.append(
+                f"  {group}{' (headline)' if group == estimate['headline'] else ''}: {figure}; "
+                f"{e['patterns']} patterns, {e['providers']} providers, "
+                f"{e['notes']['treated_before'] + e['notes']['treated_after']} notes"
+            )
+    under = report.get("undercoding")
+    if under and under["patterns"]:
+        lines.append(
+            f"Undercoding (apart from denials): {under['patterns']} patterns, {under['cases']} notes, "
+            f"${Decimal(under['unbilled_estimate']):,.2f} estimated left unbilled"
+        )
     return "\n".join(lines)
 
 

@@ -144,7 +144,7 @@ def _section(key: str, *parts: str) -> str:
 
 def _kpis(report: dict[str, Any]) -> str:
     totals = report["totals"]
-    overall = report["effect"]["overall"]
+    overall = report["effect_by_pattern"]["overall"]
     cards = [
         ("Open patterns", str(totals["open"])),
         ("Resolved patterns", str(totals["resolved"])),
@@ -258,7 +258,7 @@ def _section_escalations(report: dict[str, Any]) -> str:
 
 
 def _section_loop_effect(report: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
-    effect = report["effect"]
+    effect = report["effect_by_pattern"]
     rows: list[dict[str, Any]] = effect["patterns"]
     overall = effect["overall"]
     intro = f"<p><strong>Definition.</strong> {escape(effect['definition'])}</p>"

@@ -25,7 +25,12 @@ from engine.store import tables as t
 from tests.conftest import postgres_url, reset_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENT_TOPIC = {"claim.denied": "claims", "note.signed": "notes", "feedback.acknowledged": "acks"}
+EVENT_TOPIC = {
+    "claim.denied": "claims",
+    "note.signed": "notes",
+    "feedback.acknowledged": "acks",
+    "feedback.reviewed": "reviews",
+}
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -51,7 +56,7 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def topic(self, name: str) -> str:
-        if self.single_topic and name in ("claims", "notes", "acks"):
+        if self.single_topic and name in ("claims", "notes", "acks", "reviews"):
             return f"{self.prefix}events"
         return f"{self.prefix}{name}"
 
@@ -64,6 +69,7 @@ class Stack:
             "DOCLOOP_TOPIC_CLAIMS_DENIED": self.topic("claims"),
             "DOCLOOP_TOPIC_NOTES_SIGNED": self.topic("notes"),
             "DOCLOOP_TOPIC_ACKS": self.topic("acks"),
+            "DOCLOOP_TOPIC_REVIEWS": self.topic("reviews"),
             "DOCLOOP_TOPIC_NOTIFICATIONS": self.topic("notifications"),
             "DOCLOOP_TOPIC_ESCALATIONS": self.topic("escalations"),
             "DOCLOOP_TOPIC_DLQ": self.topic("dlq"),
@@ -182,7 +188,7 @@ class Stack:
 
     async def committed_lag(self) -> int:
         """Inbound records not yet covered by the group's committed offsets."""
-        names = list(dict.fromkeys(self.topic(n) for n in ("claims", "notes", "acks")))
+        names = list(dict.fromkeys(self.topic(n) for n in ("claims", "notes", "acks", "reviews")))
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:

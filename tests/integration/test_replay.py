@@ -47,23 +47,30 @@ def test_replay_produces_every_notification_kind_and_escalation_reason(replayed:
     notifications = read(replayed / "notifications.jsonl")
     escalations = read(replayed / "escalations.jsonl")
     assert Counter((n["kind"], n["audience"]) for n in notifications) == {
-        ("pattern_opened", "clinician"): 5,
-        ("pattern_opened", "billing"): 6,
-        ("reminder", "clinician"): 4,
-        ("reminder", "billing"): 5,
+        ("pattern_opened", "clinician"): 8,
+        ("pattern_opened", "billing"): 9,
+        ("reminder", "clinician"): 6,
+        ("reminder", "billing"): 7,
         ("pattern_recurring", "clinician"): 1,
         ("pattern_recurring", "billing"): 1,
         ("pre_bill_alert", "clinician"): 1,
         ("pre_bill_alert", "billing"): 1,
         ("pattern_resolved", "clinician"): 1,
         ("pattern_resolved", "billing"): 2,
+        ("pattern_dormant", "billing"): 4,
+        ("review_requested", "billing"): 2,
+        ("feedback_upheld", "clinician"): 1,
+        ("feedback_upheld", "billing"): 1,
+        ("feedback_withdrawn", "clinician"): 1,
+        ("feedback_withdrawn", "billing"): 1,
     }
     assert Counter((e["level"], e["reason"]) for e in escalations) == {
         (2, "systemic"): 1,
-        (1, "unacknowledged"): 5,
+        (1, "unacknowledged"): 7,
         (2, "amount_at_risk"): 1,
         (1, "recurrence_after_feedback"): 1,
         (2, "recurrence_after_feedback"): 1,
+        (1, "dispute_unanswered"): 1,
     }
 
 
@@ -96,8 +103,12 @@ def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> N
     summary = replay(tmp_path).stdout
     assert "rejected to dlq 5" in summary and "duplicates 1" in summary
     data = report_json(tmp_path / "docloop.db")
-    assert data["totals"]["open"] == 4 and data["totals"]["resolved"] == 2
-    assert {p["status"] for p in data["patterns"]} == {"open", "resolved"}
+    totals = data["totals"]
+    assert (totals["open"], totals["resolved"], totals["dormant"], totals["withdrawn"]) == (2, 2, 3, 1)
+    assert (totals["disputes"], totals["disputes_upheld"], totals["alerts_no_change"]) == (2, 1, 1)
+    assert {p["status"] for p in data["patterns"]} == {"open", "dormant", "resolved", "withdrawn"}
+    assert (data["undercoding"]["patterns"], data["undercoding"]["unbilled_estimate"]) == (1, "120.00")
+    assert data["effect"]["clinical"]["verdict"] == "too few data"
     assert all(
         set(p)
         >= {

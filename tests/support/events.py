@@ -115,6 +115,7 @@ def ack(
     procedure_code: str = "99215",
     notification_id: str | None = None,
     response: str = "accepted",
+    comment: str | None = None,
 ) -> dict[str, Any]:
     return {
         "event_type": "feedback.acknowledged",
@@ -128,5 +129,32 @@ def ack(
         else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
         "acknowledged_by": {"type": "provider", "id": provider or "unknown"},
         "response": response,
-        "comment": None,
+        "comment": comment,
+    }
+
+
+def review(
+    event_id: str,
+    *,
+    occurred_at: str,
+    outcome: str,
+    provider: str | None = None,
+    root_cause: str = "em_level_unsupported",
+    procedure_code: str = "99215",
+    notification_id: str | None = None,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_type": "feedback.reviewed",
+        "schema_version": 1,
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "source": "review-desk",
+        "notification_id": notification_id,
+        "pattern_key": None
+        if provider is None
+        else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
+        "reviewer": {"type": "team", "id": "coding-review"},
+        "outcome": outcome,
+        "comment": comment,
     }
