@@ -116,7 +116,9 @@ def ack(
     notification_id: str | None = None,
     response: str = "accepted",
     comment: str | None = None,
+    by: str | None = None,
 ) -> dict[str, Any]:
+    """`by`: who answers, when the event names only a notification (default: the pattern's provider)."""
     return {
         "event_type": "feedback.acknowledged",
         "schema_version": 1,
@@ -127,7 +129,7 @@ def ack(
         "pattern_key": None
         if provider is None
         else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
-        "acknowledged_by": {"type": "provider", "id": provider or "unknown"},
+        "acknowledged_by": {"type": "provider", "id": by or provider or "unknown"},
         "response": response,
         "comment": comment,
     }
@@ -143,7 +145,9 @@ def review(
     procedure_code: str = "99215",
     notification_id: str | None = None,
     comment: str | None = None,
+    reviewer: str = "clinical_documentation",
 ) -> dict[str, Any]:
+    """`reviewer`: the owner team's id (routing.json), clinical_documentation for the default root cause."""
     return {
         "event_type": "feedback.reviewed",
         "schema_version": 1,
@@ -154,7 +158,7 @@ def review(
         "pattern_key": None
         if provider is None
         else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
-        "reviewer": {"type": "team", "id": "coding-review"},
+        "reviewer": {"type": "team", "id": reviewer},
         "outcome": outcome,
         "comment": comment,
     }

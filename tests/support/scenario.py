@@ -329,6 +329,7 @@ def scenario_events() -> list[dict[str, object]]:
             occurred_at="2026-04-10T09:00:00Z",
             notification_id=ids.notification_id(rivera_pattern, "pre_bill_alert", "clinician", "NOTE-n-1010"),
             response="not_applicable",
+            by=RIVERA,
         )
     )
     # GARCIA and WALSH (Cardiology): patterns opened in early March, both disputed.

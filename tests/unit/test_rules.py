@@ -554,7 +554,10 @@ def test_a_dispute_opens_a_review_for_the_owner_team_and_pauses_reminders() -> N
     world = World()
     disputed(world)
     reviews = world.notifications("review_requested")
-    assert [(n.audience, n.recipient.type, n.recipient.id) for n in reviews] == [("billing", "team", "coding-review")]
+    # The owner team of em_level_unsupported (codebook `owner`, routing.json), as for its escalations.
+    assert [(n.audience, n.recipient.type, n.recipient.id) for n in reviews] == [
+        ("billing", "team", "clinical_documentation")
+    ]
     assert "time-based" in reviews[0].body
     world.advance("2026-03-03T00:00:00Z")  # past the reminder (Feb 23) and the unacknowledged delay (Mar 2)
     assert world.notifications("reminder") == [] and world.escalations("unacknowledged") == []
@@ -566,9 +569,41 @@ def test_an_unanswered_dispute_escalates_to_the_owner_team_lead_after_the_unackn
     disputed(world)
     world.advance("2026-03-10T00:00:00Z")
     [escalation] = world.escalations("dispute_unanswered")
-    assert escalation.level == 1 and escalation.target.role == "review_team_lead"
+    # The owner team's level-1 role (routing.json), the same ownership every escalation uses.
+    assert escalation.level == 1 and escalation.target.role == "department_lead"
+    assert escalation.target.team == "clinical_documentation"
     assert escalation.created_at.isoformat() == "2026-03-04T09:00:00+00:00"
-    assert "coding review team" in escalation.summary
+    assert "dispute" in escalation.summary and "the clinicians, with CDI support" in escalation.summary
+
+
+def test_a_dispute_of_a_coding_owned_pattern_goes_to_coding_and_escalates_to_its_manager() -> None:
+    world = World()
+    for i, (visit, denied) in enumerate((("2026-01-05", "02-02"), ("2026-01-12", "02-09"), ("2026-01-19", "02-16"))):
+        # CARC 4: modifier_or_code_invalid, owned by coding
+        world.send(
+            claim(
+                f"m-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=A,
+                adjustments=[("CO", "4", "185.00")],
+                amount="185.00",
+            )
+        )
+    world.send(
+        ack(
+            "dispute",
+            occurred_at="2026-02-18T09:00:00Z",
+            provider=A,
+            root_cause="modifier_or_code_invalid",
+            response="disputed",
+        )
+    )
+    [requested] = world.notifications("review_requested")
+    assert (requested.recipient.type, requested.recipient.id) == ("team", "coding")
+    world.advance("2026-03-10T00:00:00Z")
+    [escalation] = world.escalations("dispute_unanswered")
+    assert (escalation.target.role, escalation.target.team) == ("coding_manager", "coding")
 
 
 def test_an_upheld_review_tells_the_clinician_why_and_resumes_the_loop() -> None:
