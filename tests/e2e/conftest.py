@@ -132,9 +132,16 @@ class Stack:
         try:
             event = json.loads(value)
             # Acknowledgements are keyed by the pattern's provider NPI, so they meet that provider's other events.
-            who = event.get("rendering_provider") or event.get("author") or event.get("pattern_key") or {}
+            # One naming only a notification is keyed by who answers (a clinician's own NPI).
+            who = (
+                event.get("rendering_provider")
+                or event.get("author")
+                or event.get("pattern_key")
+                or event.get("acknowledged_by")
+                or {}
+            )
             return self.topic(EVENT_TOPIC.get(event.get("event_type"), "claims")), str(
-                who.get("npi") or who.get("provider_npi")
+                who.get("npi") or who.get("provider_npi") or who.get("id")
             ).encode()
         except (ValueError, AttributeError, TypeError, RecursionError):  # hostile values go to claims
             return self.topic("claims"), b"unparseable"

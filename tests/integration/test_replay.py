@@ -99,6 +99,41 @@ def test_replaying_twice_gives_byte_identical_files(replayed: Path, tmp_path: Pa
         assert (tmp_path / name).read_bytes() == (replayed / name).read_bytes(), name
 
 
+def test_on_several_partitions_answers_and_reviews_meet_their_patterns_and_replay_stays_identical(
+    replayed: Path, tmp_path: Path
+) -> None:
+    """Reviews are keyed by the pattern's provider like every inbound topic: on 4 partitions (several tasks)
+    every dispute, review and "no change needed" answer still reaches its pattern, and a second replay on the
+    same partitioning writes the same bytes."""
+
+    def run(out: Path) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli", "replay", str(SCENARIO), "--out", str(out), "--partitions", "4"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+
+    run(tmp_path / "a")
+    run(tmp_path / "b")
+    for name in ("notifications.jsonl", "escalations.jsonl", "dlq.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    answers = ("review_requested", "feedback_upheld", "feedback_withdrawn")
+
+    def answered(folder: Path) -> Counter[tuple[object, object]]:
+        return Counter((n["kind"], n["audience"]) for n in read(folder / "notifications.jsonl") if n["kind"] in answers)
+
+    assert answered(tmp_path / "a") == answered(replayed) and sum(answered(replayed).values()) == 6
+    totals = report_json(tmp_path / "a" / "docloop.db")["totals"]
+    assert (totals["disputes"], totals["disputes_upheld"], totals["alerts_no_change"], totals["withdrawn"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+
+
 def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> None:
     summary = replay(tmp_path).stdout
     assert "rejected to dlq 5" in summary and "duplicates 1" in summary

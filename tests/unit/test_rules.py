@@ -417,6 +417,57 @@ def test_a_dormant_pattern_resolves_once_later_visits_are_old_enough_to_judge() 
     assert len(world.notifications("pattern_dormant")) == 1
 
 
+def may_denials(world: World, provider: str) -> None:
+    """Three 99215 visits in April, denied in May: opens on May 15 at 09:00."""
+    for i, (visit, denied) in enumerate((("2026-04-06", "05-01"), ("2026-04-13", "05-08"), ("2026-04-20", "05-15"))):
+        world.send(
+            claim(
+                f"{provider}-may-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=provider,
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+
+
+def test_dormant_patterns_do_not_count_as_open_for_systemic_until_they_recur() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, C)
+    world.advance("2026-05-01T00:00:00Z")
+    assert world.pattern(A).status is PatternStatus.DORMANT and world.pattern(C).status is PatternStatus.DORMANT
+    may_denials(world, D)
+    assert world.escalations("systemic") == []  # A and C are dormant: nobody is being asked to act on them
+    later_denial(world, "a-back", "2026-05-18", "2026-06-01T09:00:00Z", provider=A)
+    assert world.escalations("systemic") == []
+    later_denial(world, "c-back", "2026-05-19", "2026-06-02T09:00:00Z", provider=C)
+    [systemic] = world.escalations("systemic")
+    assert systemic.facts.providers == sorted([A, C, D])
+
+
+def test_a_withdrawn_pattern_leaves_the_departments_open_patterns() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, C)
+    world.send(ack("dispute", occurred_at="2026-02-18T09:00:00Z", provider=A, response="disputed"))
+    world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn"))
+    for i, (visit, denied) in enumerate((("2026-02-02", "02-23"), ("2026-02-09", "02-24"), ("2026-02-16", "02-25"))):
+        world.send(
+            claim(
+                f"d-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=D,
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+    assert world.pattern(D).status is PatternStatus.OPEN
+    assert world.escalations("systemic") == []  # C and D only: the withdrawn feedback is not a process gap
+
+
 def test_a_later_case_continues_a_dormant_episode_as_a_recurrence() -> None:
     world = World()
     three_denials(world)
