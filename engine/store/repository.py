@@ -40,6 +40,7 @@ from schemas import (
     NoteSigned,
     RootCause,
 )
+
 # A note matters only to watched (open or dormant) patterns whose root cause has a documentation check
 # (pre-bill alerts, compliant notes) or was told to a clinician (exposure, for resolution on evidence); the
 # others (billing-only causes) need not be loaded for it.
