@@ -82,8 +82,13 @@ from tests.support.hostile import corpus, deep_nesting
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("throughput", "replay", "scale", "latency", "poison", "scaleout")
-INBOUND = ("claims", "notes", "acks")
-KIND = {"claim.denied": "claims", "note.signed": "notes", "feedback.acknowledged": "acks"}
+INBOUND = ("claims", "notes", "acks", "reviews")
+KIND = {
+    "claim.denied": "claims",
+    "note.signed": "notes",
+    "feedback.acknowledged": "acks",
+    "feedback.reviewed": "reviews",
+}
 
 
 def log(message: str) -> None:
@@ -163,7 +168,7 @@ class Config:
 @dataclass(frozen=True)
 class Event:
     value: bytes
-    kind: str  # claims | notes | acks
+    kind: str  # claims | notes | acks | reviews
     key: bytes
     occurred_at: datetime
 
@@ -605,6 +610,7 @@ class Bench:
                 "DOCLOOP_TOPIC_CLAIMS_DENIED": topics.name("claims"),
                 "DOCLOOP_TOPIC_NOTES_SIGNED": topics.name("notes"),
                 "DOCLOOP_TOPIC_ACKS": topics.name("acks"),
+                "DOCLOOP_TOPIC_REVIEWS": topics.name("reviews"),
                 "DOCLOOP_TOPIC_NOTIFICATIONS": topics.name("notifications"),
                 "DOCLOOP_TOPIC_ESCALATIONS": topics.name("escalations"),
                 "DOCLOOP_TOPIC_DLQ": topics.name("dlq"),

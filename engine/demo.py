@@ -77,6 +77,7 @@ class Demo:
             "DOCLOOP_TOPIC_CLAIMS_DENIED": self.topic("claims.denied.v1"),
             "DOCLOOP_TOPIC_NOTES_SIGNED": self.topic("notes.signed.v1"),
             "DOCLOOP_TOPIC_ACKS": self.topic("feedback.acks.v1"),
+            "DOCLOOP_TOPIC_REVIEWS": self.topic("feedback.reviewed.v1"),
             "DOCLOOP_TOPIC_NOTIFICATIONS": self.topic("feedback.notifications.v1"),
             "DOCLOOP_TOPIC_ESCALATIONS": self.topic("feedback.escalations.v1"),
             "DOCLOOP_TOPIC_DLQ": self.topic("docloop.dlq.v1"),
@@ -162,14 +163,22 @@ class Demo:
             "claim.denied": self.topic("claims.denied.v1"),
             "note.signed": self.topic("notes.signed.v1"),
             "feedback.acknowledged": self.topic("feedback.acks.v1"),
+            "feedback.reviewed": self.topic("feedback.reviewed.v1"),
         }
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=20)
         await producer.start()
         try:
             pending = []
             for index, event in enumerate(events, start=1):
-                who = event.get("rendering_provider") or event.get("author") or event.get("acknowledged_by") or {}
-                key = str(who.get("npi") or who.get("id")).encode()
+                # Keyed by provider NPI like every inbound topic: an answer by its pattern's provider.
+                who = (
+                    event.get("rendering_provider")
+                    or event.get("author")
+                    or event.get("pattern_key")
+                    or event.get("acknowledged_by")
+                    or {}
+                )
+                key = str(who.get("npi") or who.get("provider_npi") or who.get("id")).encode()
                 value = json.dumps(event, separators=(",", ":")).encode()
                 pending.append(await producer.send(topics[event["event_type"]], value, key=key))
                 if index % 10_000 == 0 or index == len(events):

@@ -22,6 +22,7 @@ INBOUND: dict[str, type[BaseModel]] = {
     "note-signed": schemas.NoteSigned,
     "feedback-acknowledged": schemas.FeedbackAcknowledged,
     "feedback-silence": schemas.FeedbackSilence,
+    "feedback-reviewed": schemas.FeedbackReviewed,
 }
 OUTBOUND: dict[str, type[BaseModel]] = {
     "feedback-notification": schemas.FeedbackNotification,

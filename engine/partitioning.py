@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from aiokafka.partitioner import murmur2
 
-from schemas import ClaimDenied, FeedbackAcknowledged, InboundEvent, NoteSigned
+from schemas import ClaimDenied, FeedbackAcknowledged, FeedbackReviewed, InboundEvent, NoteSigned
 
 # The inbound topics a task merges, in the order that breaks ties between events of equal time.
-INPUTS = ("claims", "notes", "acks")
+INPUTS = ("claims", "notes", "acks", "reviews")
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -21,13 +21,13 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 def provider_of(event: InboundEvent) -> str | None:
-    """The NPI an event is keyed by; None for an acknowledgement that names only a notification id (the
-    caller finds that notification's provider)."""
+    """The NPI an event is keyed by; None for an acknowledgement or a review that names only a notification id
+    (the caller finds that notification's provider)."""
     if isinstance(event, ClaimDenied):
         return event.rendering_provider.npi
     if isinstance(event, NoteSigned):
         return event.author.npi
-    assert isinstance(event, FeedbackAcknowledged)
+    assert isinstance(event, FeedbackAcknowledged | FeedbackReviewed)
     return event.pattern_key.provider_npi if event.pattern_key else None
 
 
@@ -36,7 +36,7 @@ def input_of(event: InboundEvent) -> str:
         return "claims"
     if isinstance(event, NoteSigned):
         return "notes"
-    return "acks"
+    return "reviews" if isinstance(event, FeedbackReviewed) else "acks"
 
 
 def task_of_npi(npi: str, partitions: int) -> int:

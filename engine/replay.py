@@ -19,7 +19,7 @@ from engine.settings import Settings
 from engine.store import repository
 from engine.store import tables as t
 from engine.tasks import TaskInputs, merged, with_time
-from schemas import FeedbackAcknowledged, InvalidEvent, decode_event
+from schemas import FeedbackAcknowledged, FeedbackReviewed, InvalidEvent, decode_event
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ async def replay(
 
         for task, raw in merged(inputs):
             if task == UNRESOLVED:
-                # An acknowledgement naming only a notification: its task is that notification's provider's,
+                # An acknowledgement or review naming only a notification: its task is that notification's provider's,
                 # known once everything before it is applied.
                 for waiting in sorted(pending):
                     await flush(waiting)
@@ -127,12 +127,17 @@ UNRESOLVED = -1
 
 
 def inbound_topic_names(settings: Settings) -> dict[str, str]:
-    return {"claims": settings.topic_claims_denied, "notes": settings.topic_notes_signed, "acks": settings.topic_acks}
+    return {
+        "claims": settings.topic_claims_denied,
+        "notes": settings.topic_notes_signed,
+        "acks": settings.topic_acks,
+        "reviews": settings.topic_reviews,
+    }
 
 
 async def _task_of_notification(database: AsyncEngine, raw: RawEvent, partitions: int) -> int:
     event = decode_event(raw.value or b"")
-    assert isinstance(event, FeedbackAcknowledged) and event.notification_id is not None
+    assert isinstance(event, FeedbackAcknowledged | FeedbackReviewed) and event.notification_id is not None
     async with database.connect() as conn:
         npi = await conn.scalar(
             select(t.patterns.c.provider_npi)

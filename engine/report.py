@@ -23,10 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.domain.codebook import CodeBook
 from engine.domain.routing_config import RoutingConfig
+from engine.effect import PatternFacts, estimate_effect
 from engine.store import tables as t
 from engine.store.routing import load_volume
 from engine.volume import Count, summarize
 from schemas import RootCause
+
+UNDERCODED = "em_level_undercoded"
+UNDERCODING_DEFINITION = (
+    "Signed notes whose documented MDM or total time supports a higher office E/M level than the code on the note, "
+    "grouped into patterns like denials (no denial needed). unbilled_estimate: the sum over those visits of the rate "
+    "of the supported code minus the rate of the code selected (engine/domain/data/em_rates.json, rough figures, "
+    "not a fee schedule). Not included in any denial figure (amounts at risk, open patterns, effect)."
+)
 
 DEFAULT_LIMIT = 20
 TREND_WEEKS = 4
@@ -90,6 +99,15 @@ def status_text(status: str) -> str:
 
 
 # ---- small helpers -----------------------------------------------------------------------------------------------
+
+
+UNDERCODED = "em_level_undercoded"
+UNDERCODING_DEFINITION = (
+    "Signed notes whose documented MDM or total time supports a higher office E/M level than the code on the note, "
+    "grouped into patterns like denials (no denial needed). unbilled_estimate: the sum over those visits of the rate "
+    "of the supported code minus the rate of the code selected (engine/domain/data/em_rates.json, rough figures, "
+    "not a fee schedule). Not included in any denial figure (amounts at risk, open patterns, effect)."
+)
 
 
 class DailyCounts:
@@ -192,9 +210,15 @@ async def resolve_scope(database: AsyncEngine, provider: str | None, department:
     return Scope(provider, department)
 
 
-async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dict[str, Any]:
+async def build_report(
+    database: AsyncEngine, scope: Scope | None = None, denial_lag_days: int | None = None
+) -> dict[str, Any]:
     """The report as plain data (JSON-ready); text, CSV and HTML renderings read only this."""
     scope = scope or Scope()
+    if denial_lag_days is None:
+        from engine.settings import Settings  # the configured lag, unless the caller says
+
+        denial_lag_days = Settings().denial_lag_days
     codebook = CodeBook.load()
     reported = t.patterns.c.status != "pending"
     in_scope = [reported]
@@ -276,6 +300,40 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
                 )
             )
         ).all()
+        # The effect estimate counts each case once by its key and each note once per (provider, procedure),
+        # over the whole store (its comparison group is the providers never told): not scoped.
+        effect_case_rows = (
+            await conn.execute(
+                select(
+                    t.cases.c.provider_npi,
+                    t.cases.c.root_cause,
+                    t.cases.c.procedure_code,
+                    t.cases.c.service_date,
+                    func.count(),
+                )
+                .where(
+                    t.cases.c.pattern_id.not_in(
+                        select(t.patterns.c.pattern_id).where(t.patterns.c.status == "withdrawn")
+                    )
+                )
+                .group_by(
+                    t.cases.c.provider_npi, t.cases.c.root_cause, t.cases.c.procedure_code, t.cases.c.service_date
+                )
+            )
+        ).all()
+        note_code_rows = (
+            await conn.execute(select(t.notes.c.provider_npi, t.notes.c.service_date, t.notes.c.procedure_codes))
+        ).all()
+        effect_pattern_rows = (
+            await conn.execute(
+                select(
+                    t.patterns.c.provider_npi,
+                    t.patterns.c.root_cause,
+                    t.patterns.c.procedure_code,
+                    t.patterns.c.opened_at,
+                ).where(reported, t.patterns.c.status != "withdrawn", t.patterns.c.root_cause != UNDERCODED)
+            )
+        ).all()
 
     clock: datetime | None = clock_row.clock if clock_row else None
     names = {r.npi: r for r in provider_rows}
@@ -300,6 +358,11 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
             "opened_at": _iso(p.opened_at),
             "feedback_date": p.opened_at.date().isoformat() if p.opened_at else None,
             "resolved_at": _iso(p.resolved_at),
+            "dormant_at": _iso(p.dormant_at),
+            "disputes": p.disputes,
+            "under_review": p.disputed_at is not None,
+            "review_outcome": p.review_outcome,
+            "alerts_no_change": p.alerts_no_change,
         }
         for p in pattern_rows
     ]
@@ -307,7 +370,15 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
     patterns.sort(
         key=lambda p: (p["status"] != AT_RISK, -Decimal(p["amount_at_risk"]), -p["case_count"], p["pattern_id"])
     )
+    listed = patterns
+    # A withdrawn pattern is listed (its history stays visible) but counts in no figure: the review found the
+    # feedback wrong, so neither its cases nor its "effect" say anything about the loop. Undercoding is revenue
+    # left unbilled, found in notes: reported apart, never mixed into denial figures.
+    withdrawn = [p for p in listed if p["status"] == "withdrawn"]
+    undercoded = [p for p in listed if p["root_cause"] == UNDERCODED and p["status"] != "withdrawn"]
+    patterns = [p for p in listed if p["status"] != "withdrawn" and p["root_cause"] != UNDERCODED]
     by_id = {p["pattern_id"]: p for p in patterns}
+    escalation_rows = [e for e in escalation_rows if e.pattern_id is None or e.pattern_id in by_id]
 
     escalations = _escalations(escalation_rows, escalation_messages, by_id, open_pairs, clock, scope)
 
@@ -328,9 +399,11 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
         "scope": _scope(scope, names),
         "data_range": data_range,
         "totals": {
-            "patterns": len(patterns),
+            "patterns": len(listed),  # every row of `patterns`; the figures below leave withdrawn ones out
             "open": len(at_risk),
             "resolved": sum(1 for p in patterns if p["status"] == "resolved"),
+            # Quiet without visits to judge by: listed apart, never counted as resolved.
+            "dormant": sum(1 for p in patterns if p["status"] == "dormant"),
             "acknowledged": sum(1 for p in patterns if p["acknowledged"]),
             "by_status": dict(Counter(p["status"] for p in patterns).most_common()),
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in at_risk),
@@ -338,6 +411,11 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
             "escalations": len(escalations),
             "escalations_open": sum(1 for e in escalations if e["open"]),
             "escalations_by_reason": dict(sorted(Counter(e["reason"] for e in escalations).items())),
+            "withdrawn": len(withdrawn),
+            "disputes": sum(p["disputes"] for p in listed),
+            "under_review": sum(1 for p in listed if p["under_review"]),
+            "disputes_upheld": sum(1 for p in listed if p["review_outcome"] == "upheld"),
+            "alerts_no_change": sum(p["alerts_no_change"] for p in listed),
         },
         "at_risk_trend": _trend(by_week),
         "at_risk_by_week": by_week,
@@ -349,7 +427,7 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
             "by_department": _loop_by(effect["patterns"], by_id, "department"),
             "by_root_cause": _loop_by(effect["patterns"], by_id, "root_cause"),
         },
-        "patterns": patterns,
+        "patterns": listed,
         "escalations": escalations,
         "open_by_root_cause": _open_by(at_risk, "root_cause"),
         "open_by_department": _open_by(at_risk, "department"),
@@ -363,7 +441,29 @@ async def build_report(database: AsyncEngine, scope: Scope | None = None) -> dic
         ],
         "weekly_notes": {npi: _weekly(days) for npi, days in sorted(note_days.items())},
         "escalations_by_week": _escalations_by_week(escalations),
+        # Descriptive, per pattern (each pattern against its provider's notes): not an estimate of the effect.
         "effect": effect,
+        # The estimate: difference-in-differences against providers never told, clinical apart (engine/effect.py).
+        "effect_estimate": _effect_estimate(
+            codebook,
+            effect_pattern_rows,
+            effect_case_rows,
+            note_code_rows,
+            clock.date() if clock else None,
+            denial_lag_days,
+        ),
+        "undercoding": {
+            "definition": UNDERCODING_DEFINITION,
+            "patterns": len(undercoded),
+            "open": sum(1 for p in undercoded if p["status"] == "open"),
+            "cases": sum(p["case_count"] for p in undercoded),
+            "unbilled_estimate": _money(Decimal(p["amount_at_risk"]) for p in undercoded),
+            "by_pattern": [
+                {k: p[k] for k in ("pattern_id", "provider_npi", "procedure_code", "status", "case_count")}
+                | {"unbilled_estimate": p["amount_at_risk"]}
+                for p in undercoded
+            ],
+        },
         "volume": _volume(volume_counts, scope),
     }
 
@@ -855,7 +955,10 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
         f"Docloop report: {scope_title(report)} (clock {report['clock'] or 'not started'})",
         f"Data: {date_range_text(report)}",
         f"Patterns: {totals['patterns']} ({totals['open']} open, {totals['resolved']} resolved, "
+        f"{totals['dormant']} dormant (no visits to judge by), {totals['withdrawn']} withdrawn, "
         f"{totals['acknowledged']} acknowledged); open amount at risk {dollars(totals['amount_at_risk_open'])}",
+        f"Disputes: {totals['disputes']} ({totals['under_review']} under review, {totals['disputes_upheld']} upheld, "
+        f"{totals['withdrawn']} withdrawn); pre-bill alerts answered 'no change needed': {totals['alerts_no_change']}",
         f"  by status: {statuses}",
         f"Dollars at risk: {dollars(totals['amount_at_risk_open'])} in {plural(totals['open'], 'open pattern')}"
         + (f", {trend}" if trend else ""),
@@ -944,6 +1047,28 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
             f" ({overall['before_cases']} cases / {overall['before_notes']} notes before, "
             f"{overall['after_cases']} cases / {overall['after_notes']} notes after)",
         ]
+    estimate = report.get("effect_estimate")
+    if estimate:
+        lines += ["", "Effect of feedback (difference-in-differences, cases per 100 notes, vs providers not told):"]
+        for group in ("clinical", "administrative"):
+            e = estimate[group]
+            figure = (
+                f"{e['estimate_per_100_notes']:+.2f} (95% interval {e['interval_95'][0]:+.2f} to "
+                f"{e['interval_95'][1]:+.2f}): {e['verdict']}"
+                if e["estimate_per_100_notes"] is not None
+                else e["verdict"]
+            )
+            lines.append(
+                f"  {group}{' (headline)' if group == estimate['headline'] else ''}: {figure}; "
+                f"{e['patterns']} patterns, {e['providers']} providers, "
+                f"{e['notes']['treated_before'] + e['notes']['treated_after']} notes"
+            )
+    under = report.get("undercoding")
+    if under and under["patterns"]:
+        lines.append(
+            f"Undercoding (apart from denials): {under['patterns']} patterns, {under['cases']} notes, "
+            f"{dollars(under['unbilled_estimate'])} estimated left unbilled"
+        )
     if any(a["received"] or a["grouped"] or a["inhibited"] or a["silenced"] for a in report["volume"]):
         lines += ["", "Messages per recipient (what people received; grouped into digests, inhibited, silenced):"]
         lines += _table(
@@ -968,6 +1093,38 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
     if limit and any(len(report[k]) > limit for k in ("patterns", "escalations", "by_provider")):
         lines += ["", "Every row: docloop report --format csv (patterns) or --format json (everything)."]
     return "\n".join(lines)
+
+
+def _effect_estimate(
+    codebook: CodeBook,
+    pattern_rows: Sequence[Any],
+    case_rows: Sequence[Any],
+    note_rows: Sequence[Any],
+    clock: date | None,
+    denial_lag_days: int,
+) -> dict[str, Any]:
+    facts = [
+        PatternFacts(
+            p.provider_npi,
+            p.root_cause,
+            p.procedure_code,
+            p.opened_at.date(),
+            codebook.is_clinician_facing(RootCause(p.root_cause)),
+        )
+        for p in pattern_rows
+        if p.opened_at is not None
+    ]
+    cases: dict[tuple[str, str, str], list[tuple[date, int]]] = defaultdict(list)
+    for provider, root_cause, code, day, count in case_rows:
+        cases[(provider, root_cause, code)].append((day, count))
+    per_day: Counter[tuple[str, str, date]] = Counter()
+    for provider, day, codes in note_rows:
+        for code in set(codes):
+            per_day[(provider, code, day)] += 1
+    notes: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+    for (provider, code, day), count in sorted(per_day.items()):
+        notes[(provider, code)].append((day, count))
+    return estimate_effect(facts, cases, notes, clock, denial_lag_days)
 
 
 def _volume(found: Counter[Count], scope: Scope) -> list[dict[str, Any]]:

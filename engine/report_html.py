@@ -284,6 +284,31 @@ class _Page:
                 + ", ".join(escape(r["department"]) for r in unmeasured)
             )
         findings.append(f"<strong>Escalated</strong>: {escape(escalation_text(report))}")
+        estimate = report.get("effect_estimate")
+        if estimate:
+            clinical = estimate["clinical"]
+            figure = (
+                f"{clinical['estimate_per_100_notes']:+.2f} denials per 100 notes (95% interval "
+                f"{clinical['interval_95'][0]:+.2f} to {clinical['interval_95'][1]:+.2f}): {clinical['verdict']}"
+                if clinical["estimate_per_100_notes"] is not None
+                else clinical["verdict"]
+            )
+            findings.append(
+                "<strong>Effect of feedback to clinicians</strong> (against providers not told, difference in "
+                f"differences): {escape(figure)}; {plural(clinical['patterns'], 'pattern')}, "
+                f"{plural(clinical['providers'], 'provider')}"
+            )
+        findings.append(
+            f"<strong>Not counted as working</strong>: {plural(totals['dormant'], 'dormant pattern')} (no visits to "
+            f"judge by), {plural(totals['withdrawn'], 'withdrawn pattern')} (disputed and withdrawn on review); "
+            f"{plural(totals['disputes'], 'dispute')}, {totals['under_review']:,} under review"
+        )
+        under = report.get("undercoding")
+        if under and under["patterns"]:
+            findings.append(
+                f"<strong>Undercoding</strong> (apart from denials): {plural(under['patterns'], 'pattern')}, "
+                f"{plural(under['cases'], 'note')}, {dollars(under['unbilled_estimate'])} estimated left unbilled"
+            )
         worst = [*report["by_provider"][:3]]
         if worst and Decimal(worst[0]["amount_at_risk"]) > 0:
             findings.append(

@@ -72,8 +72,8 @@ class Stopping(Exception):
 
 
 def inbound_topics(settings: Settings) -> list[str]:
-    topics = [settings.topic_claims_denied, settings.topic_notes_signed, settings.topic_acks]
-    return list(dict.fromkeys(topics))  # one topic may carry all three event types
+    topics = [settings.topic_claims_denied, settings.topic_notes_signed, settings.topic_acks, settings.topic_reviews]
+    return list(dict.fromkeys(topics))  # one topic may carry all four event types
 
 
 def outbound_topics(settings: Settings) -> dict[str, str]:
@@ -197,9 +197,9 @@ class Service:
             decoder=_bodies_as_bytes,
             title="inbound events",
             description="ClaimDenied (key: rendering provider NPI), NoteSigned (key: author NPI) and "
-            "FeedbackAcknowledged (key: the pattern's provider NPI, which every notification carries), UTF-8 "
-            "JSON. All inbound topics must have the same partition count: partition p of each is task p, one "
-            "provider's events meet in one task.",
+            "FeedbackAcknowledged and FeedbackReviewed (key: the pattern's provider NPI, which every notification "
+            "carries), UTF-8 JSON. All inbound topics must have the same partition count: partition p of each is "
+            "task p, one provider's events meet in one task.",
         )
         self.subscriber = subscriber
 
@@ -619,14 +619,23 @@ def asyncapi_document() -> Any:
     document: dict[str, Any] = service.app.schema.to_specification().to_jsonable()
     components = document["components"]["schemas"]
     _, definitions = models_json_schema(
-        [(model, "validation") for model in (schemas.ClaimDenied, schemas.NoteSigned, schemas.FeedbackAcknowledged)],
+        [
+            (model, "validation")
+            for model in (
+                schemas.ClaimDenied,
+                schemas.NoteSigned,
+                schemas.FeedbackAcknowledged,
+                schemas.FeedbackReviewed,
+            )
+        ],
         ref_template="#/components/schemas/{model}",
     )
     components.update(definitions["$defs"])
     components["inbound events:Message:Payload"] = {
         "title": "Inbound event",
         "oneOf": [
-            {"$ref": f"#/components/schemas/{name}"} for name in ("ClaimDenied", "NoteSigned", "FeedbackAcknowledged")
+            {"$ref": f"#/components/schemas/{name}"}
+            for name in ("ClaimDenied", "NoteSigned", "FeedbackAcknowledged", "FeedbackReviewed")
         ],
     }
     return document

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     topic_claims_denied: str = Field("claims.denied.v1", description="inbound topic of ClaimDenied events")
     topic_notes_signed: str = Field("notes.signed.v1", description="inbound topic of NoteSigned events")
     topic_acks: str = Field("feedback.acks.v1", description="inbound topic of FeedbackAcknowledged events")
+    topic_reviews: str = Field("feedback.reviewed.v1", description="inbound topic of FeedbackReviewed events")
     topic_notifications: str = Field(
         "feedback.notifications.v1", description="outbound topic of FeedbackNotification messages"
     )
@@ -190,6 +191,18 @@ class Settings(BaseSettings):
         3, ge=0, description="compliant notes after feedback needed to resolve a pattern whose root cause has a check"
     )
 
+    resolve_exposure: int = Field(
+        3,
+        ge=0,
+        description="visits after feedback (provider, procedure), old enough to have been denied and not denied "
+        "for the root cause, needed to resolve a clinician pattern; without them a quiet pattern is `dormant`",
+    )
+    denial_lag_days: int = Field(
+        45,
+        ge=0,
+        description="days after a visit by which its denial would have come back (exposure counts older visits)",
+    )
+
     @cached_property
     def thresholds(self) -> Thresholds:
         return Thresholds(
@@ -203,6 +216,8 @@ class Settings(BaseSettings):
             systemic_providers=self.systemic_providers,
             resolve_quiet_days=self.resolve_quiet_days,
             resolve_compliant_notes=self.resolve_compliant_notes,
+            resolve_exposure=self.resolve_exposure,
+            denial_lag_days=self.denial_lag_days,
             billing_team=self.billing_team_id,
         )
 

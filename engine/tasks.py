@@ -1,7 +1,7 @@
 """A task's inputs, merged in event-time order: the same order in `serve` (records arriving) and `replay`.
 
 A task is one partition number across the inbound topics (all keyed by provider NPI, so a provider's
-denials, notes and acknowledgements share it). Its events are applied in the order a merge by event time
+denials, notes, acknowledgements and reviews share it). Its events are applied in the order a merge by event time
 gives: repeatedly the head of an input queue with the smallest (occurred_at, input rank). In replay every
 input is complete, so the merge is exact. In serve an input may be empty only for now; taking the smallest
 head then could apply an event before an earlier one that is still on its way. So, like Kafka Streams'

@@ -44,6 +44,8 @@ class RootCause(StrEnum):
     """Why a claim line was denied, in words both clinicians and billing staff can act on."""
 
     EM_LEVEL_UNSUPPORTED = "em_level_unsupported"
+    # Found in a signed note, not a denial: the documentation supports a higher E/M level than the code on it.
+    EM_LEVEL_UNDERCODED = "em_level_undercoded"
     RECORDS_MISSING = "records_missing"
     MEDICAL_NECESSITY_UNSUPPORTED = "medical_necessity_unsupported"
     FREQUENCY_UNSUPPORTED = "frequency_unsupported"

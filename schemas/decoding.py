@@ -15,12 +15,20 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.inbound import EVENT_MODELS, ClaimDenied, FeedbackAcknowledged, FeedbackSilence, InboundEvent, NoteSigned
+from schemas.inbound import (
+    EVENT_MODELS,
+    ClaimDenied,
+    FeedbackAcknowledged,
+    FeedbackReviewed,
+    FeedbackSilence,
+    InboundEvent,
+    NoteSigned,
+)
 
 # One pass over the bytes for the common case (a valid event); the slower path below only runs for
 # invalid input, to say precisely what is wrong with it.
 _ANY_EVENT: TypeAdapter[InboundEvent] = TypeAdapter(
-    Annotated[ClaimDenied | NoteSigned | FeedbackAcknowledged, Field(discriminator="event_type")]
+    Annotated[ClaimDenied | NoteSigned | FeedbackAcknowledged | FeedbackReviewed, Field(discriminator="event_type")]
 )
 
 

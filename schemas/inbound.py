@@ -111,6 +111,13 @@ class Acknowledger(Contract):
     id: Identifier
 
 
+# A closed set since issue #12 (schema_version stays 1: see README, "Decisions"): `accepted` the feedback holds;
+# `disputed` it does not (a review by the root cause's owner team follows); `not_applicable` no change needed
+# (naming a pre-bill alert: that note is fine as it is).
+AckResponse = Literal["accepted", "disputed", "not_applicable"]
+ReviewOutcome = Literal["upheld", "withdrawn"]
+
+
 class FeedbackAcknowledged(Envelope):
     """Someone read a feedback notification and answered it; applies to the pattern's current episode."""
 
@@ -119,7 +126,7 @@ class FeedbackAcknowledged(Envelope):
     notification_id: Identifier | None = None
     pattern_key: PatternKey | None = None
     acknowledged_by: Acknowledger
-    response: str = Field(default="accepted", min_length=1, max_length=64)
+    response: AckResponse = "accepted"
     comment: str | None = Field(default=None, max_length=4000)
 
     @model_validator(mode="after")
@@ -177,10 +184,29 @@ class FeedbackSilence(Envelope):
         return self
 
 
-InboundEvent = ClaimDenied | NoteSigned | FeedbackAcknowledged
+class FeedbackReviewed(Envelope):
+    """The owner team reviewed a disputed feedback: `upheld` (the loop resumes) or `withdrawn` (it was wrong)."""
 
-EVENT_MODELS: dict[str, type[ClaimDenied] | type[NoteSigned] | type[FeedbackAcknowledged]] = {
+    event_type: Literal["feedback.reviewed"]
+    schema_version: SchemaVersion
+    notification_id: Identifier | None = None
+    pattern_key: PatternKey | None = None
+    reviewer: Acknowledger
+    outcome: ReviewOutcome
+    comment: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _names_its_pattern(self) -> FeedbackReviewed:
+        if self.notification_id is None and self.pattern_key is None:
+            raise ValueError("either notification_id or pattern_key is required")
+        return self
+
+
+InboundEvent = ClaimDenied | NoteSigned | FeedbackAcknowledged | FeedbackReviewed
+
+EVENT_MODELS: dict[str, type[ClaimDenied] | type[NoteSigned] | type[FeedbackAcknowledged] | type[FeedbackReviewed]] = {
     "claim.denied": ClaimDenied,
     "note.signed": NoteSigned,
     "feedback.acknowledged": FeedbackAcknowledged,
+    "feedback.reviewed": FeedbackReviewed,
 }

@@ -23,10 +23,22 @@ Total = Annotated[
     PlainSerializer(lambda value: f"{value:.2f}", return_type=str, when_used="always"),
 ]
 
-NotificationKind = Literal["pattern_opened", "pattern_recurring", "reminder", "pre_bill_alert", "pattern_resolved"]
+NotificationKind = Literal[
+    "pattern_opened",
+    "pattern_recurring",
+    "reminder",
+    "pre_bill_alert",
+    "pattern_resolved",
+    "pattern_dormant",
+    "review_requested",
+    "feedback_upheld",
+    "feedback_withdrawn",
+]
 Audience = Literal["clinician", "billing"]
-PatternStatus = Literal["pending", "open", "resolved"]
-EscalationReason = Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"]
+PatternStatus = Literal["pending", "open", "resolved", "dormant", "withdrawn"]
+EscalationReason = Literal[
+    "recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic", "dispute_unanswered"
+]
 Delivery = Literal["send", "digest", "held"]
 # Who an escalation goes to: each root cause's owner team names its level-1 and level-2 roles (routing.json).
 EscalationRole = Literal[
@@ -71,6 +83,15 @@ class Evidence(Outbound):
     payer_id: str | None = None
 
 
+class NoteRef(Outbound):
+    """The note a pre-bill alert is about, and the elements its check found missing (keys; the body words them)."""
+
+    note_id: str
+    encounter_id: str
+    service_date: date
+    missing: list[str]
+
+
 class FeedbackNotification(Outbound):
     notification_id: str
     kind: NotificationKind
@@ -82,6 +103,7 @@ class FeedbackNotification(Outbound):
     body: str
     guidance: str
     evidence: list[Evidence]
+    note: NoteRef | None = None  # pre-bill alerts only
     created_at: datetime
     schema_version: Literal[1] = 1
     delivery: Delivery = Field(

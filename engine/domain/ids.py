@@ -15,6 +15,11 @@ def case_id(claim_id: str, line_number: int, root_cause: str) -> str:
     return derive("case", claim_id, line_number, root_cause)
 
 
+def note_case_id(encounter_id: str, procedure_code: str, root_cause: str) -> str:
+    """A case found in a signed note (undercoding): one per visit and code, so an addendum is the same case."""
+    return derive("case", "note", encounter_id, procedure_code, root_cause)
+
+
 def pattern_id(provider_npi: str, root_cause: str, procedure_code: str, episode: int) -> str:
     return derive("pattern", provider_npi, root_cause, procedure_code, episode)
 

@@ -25,6 +25,7 @@ from schemas import (
     Evidence,
     FeedbackDigest,
     FeedbackNotification,
+    NoteRef,
     PatternSummary,
     Recipient,
     RootCause,
@@ -40,6 +41,7 @@ from schemas.outbound import (
 
 EVIDENCE_LIMIT = 10
 PROVIDERS_NAMED = 5  # a systemic summary names this many providers, then counts the rest
+COMMENT_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,26 @@ class Wording:
     billing_guidance: str
     clinician_gap: str = ""
     clinician_guidance: str = ""
+    clinician_alert_action: str = "If your care included more than the note shows, an addendum can document it."
+    clinician_found: str = "came back from review because"  # how the cases were found
+    billing_cases: str = "denied line"
+    billing_amount: str = "at risk"
+
+
+def _messages_data() -> dict[str, dict[str, object]]:
+    text = resources.files("engine.domain").joinpath("data/messages.json").read_text("utf-8")
+    data: dict[str, dict[str, object]] = json.loads(text)
+    return data
 
 
 def load_wording() -> dict[RootCause, Wording]:
-    text = resources.files("engine.domain").joinpath("data/messages.json").read_text("utf-8")
-    entries = json.loads(text)["root_causes"]
-    return {RootCause(name): Wording(**entry) for name, entry in entries.items()}
+    entries = _messages_data()["root_causes"]
+    return {RootCause(name): Wording(**entry) for name, entry in entries.items()}  # type: ignore[arg-type]
+
+
+def load_missing_elements() -> dict[str, str]:
+    """Clinical words for each element a documentation check can find missing (checks.missing_elements)."""
+    return {key: str(words) for key, words in _messages_data()["missing_elements"].items()}
 
 
 def money(amount: Decimal) -> str:
@@ -70,18 +86,35 @@ class Composer:
     billing_team: str
     quiet_days: int
     routing: RoutingConfig = field(default_factory=RoutingConfig.load)
+    missing_words: dict[str, str] = field(default_factory=load_missing_elements)
 
     def notification(
-        self, kind: NotificationKind, audience: Audience, pattern: Pattern, now: datetime, about: str = ""
+        self,
+        kind: NotificationKind,
+        audience: Audience,
+        pattern: Pattern,
+        now: datetime,
+        about: str = "",
+        comment: str | None = None,
+        note: NoteRef | None = None,
     ) -> FeedbackNotification:
-        """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts)."""
+        """`about` distinguishes notifications of one kind within an episode (the note, for pre-bill alerts).
+        `comment` is a person's words relayed to the other side of a dispute (never logged or kept in state)."""
         words = self.wording[pattern.root_cause]
         if audience == "clinician":
             recipient = Recipient(type="provider", id=pattern.provider_npi)
             title, body, guidance = self._for_clinician(kind, pattern, words)
+            if note is not None:
+                body = self._alert_for_clinician(pattern, note, words)
         else:
-            recipient = Recipient(type="team", id=self.billing_team)
+            # A dispute is reviewed by the team that owns the root cause (routing.json), not by billing.
+            team = self.routing.team_of(pattern.root_cause).name if kind == "review_requested" else self.billing_team
+            recipient = Recipient(type="team", id=team)
             title, body, guidance = self._for_billing(kind, pattern, words)
+            if note is not None:
+                body += f" Note {note.note_id}, encounter {note.encounter_id}, service date {note.service_date}."
+        if comment:
+            body += f" Comment: {comment.strip()[:COMMENT_LIMIT]}"
         evidence = sorted(pattern.evidence, key=lambda e: (e.service_date, e.claim_id), reverse=True)
         return FeedbackNotification(
             notification_id=ids.notification_id(pattern.pattern_id, kind, audience, about),
@@ -112,6 +145,7 @@ class Composer:
                 )
                 for e in evidence[:EVIDENCE_LIMIT]
             ],
+            note=note,
             created_at=now,
         )
 
@@ -121,19 +155,19 @@ class Composer:
         if kind == "pattern_opened":
             title = f"Documentation feedback: {words.label} ({code})"
             body = (
-                f"{_plural(p.case_count, 'recent visit')} for {code} came back from review because {gap}. "
+                f"{_plural(p.case_count, 'recent visit')} for {code} {words.clinician_found} {gap}. "
                 "This has happened more than once, so we are sharing it as a pattern rather than a single case."
             )
         elif kind == "pattern_recurring":
             title = f"Still seen after feedback: {words.label} ({code})"
             body = (
-                f"Since the feedback on {feedback}, a visit for {code} came back from review because {gap}. "
+                f"Since the feedback on {feedback}, a visit for {code} {words.clinician_found} {gap}. "
                 f"Visits after the feedback with this gap: {p.post_feedback_cases}."
             )
         elif kind == "reminder":
             title = f"Reminder: documentation feedback awaiting your acknowledgement ({code})"
             body = (
-                f"On {feedback} we shared that visits for {code} came back from review because {gap}. "
+                f"On {feedback} we shared that visits for {code} {words.clinician_found} {gap}. "
                 "Please acknowledge it, or tell us if something in it looks wrong."
             )
         elif kind == "pre_bill_alert":
@@ -142,13 +176,36 @@ class Composer:
                 f"A note you just signed for {code} may not yet show what earlier visits were missing: {gap}. "
                 "If your care included more than the note shows, an addendum can document it."
             )
+        elif kind == "feedback_upheld":
+            title = f"Feedback reviewed and upheld: {words.label} ({code})"
+            body = (
+                f"You questioned the feedback of {feedback} on visits for {code}. The review found that {gap}, "
+                "so the feedback stands."
+            )
+        elif kind == "feedback_withdrawn":
+            title = f"Feedback withdrawn: {words.label} ({code})"
+            body = (
+                f"You questioned the feedback of {feedback} on visits for {code}. The review agreed with you: the "
+                "feedback is withdrawn and nothing needs to change. Thank you for raising it."
+            )
         else:
+            # Only said on evidence: visits after the feedback, old enough to have come back, and none did.
             title = f"Resolved: {words.label} ({code})"
             body = (
-                f"No visit for {code} has come back for this reason in {self.quiet_days} days since the feedback "
-                f"on {feedback}. Thank you: the change in documentation is working."
+                f"Visits for {code} since the feedback on {feedback} have been seen and none has come back for "
+                f"this reason in {self.quiet_days} days. Thank you: the change in documentation is working."
             )
         return title, body, words.clinician_guidance
+
+    def _alert_for_clinician(self, p: Pattern, note: NoteRef, words: Wording) -> str:
+        """A pre-bill alert names the note just signed and what its check found missing, in clinical words."""
+        missing = "; ".join(self.missing_words.get(key, key) for key in note.missing)
+        return (
+            f"In the note {note.note_id} you signed for the visit on {note.service_date.isoformat()} "
+            f"(encounter {note.encounter_id}, {p.procedure_code}): {missing}. Earlier visits "
+            f"{words.clinician_found} {words.clinician_gap}. {words.clinician_alert_action} "
+            'If the note is complete as it is, answer "no change needed".'
+        )
 
     def _for_billing(self, kind: NotificationKind, p: Pattern, words: Wording) -> tuple[str, str, str]:
         codes = ", ".join(p.reason_codes)
@@ -160,16 +217,36 @@ class Composer:
             "reminder": "Feedback unacknowledged",
             "pre_bill_alert": "Pre-bill alert",
             "pattern_resolved": "Pattern resolved",
+            "pattern_dormant": "Pattern dormant",
+            "review_requested": "Feedback disputed, review requested",
+            "feedback_upheld": "Dispute reviewed: feedback upheld",
+            "feedback_withdrawn": "Dispute reviewed: feedback withdrawn",
         }[kind]
         title = f"{headline}: {p.root_cause.value} on CPT {p.procedure_code}, {who}"
         body = (
-            f"{_plural(p.case_count, 'denied line')} for CPT {p.procedure_code} ({codes}); "
-            f"{at_risk} at risk; {p.post_feedback_cases} after feedback."
+            f"{_plural(p.case_count, words.billing_cases)} for CPT {p.procedure_code} ({codes}); "
+            f"{at_risk} {words.billing_amount}; {p.post_feedback_cases} after feedback."
         )
         if kind == "pre_bill_alert":
             body += " A newly signed note for this code fails the documentation check: review before submission."
         elif kind == "pattern_resolved":
             body += f" No new denials for {self.quiet_days} days since feedback."
+        elif kind == "review_requested":
+            team = self.routing.team_of(p.root_cause).label
+            body += (
+                f" The clinician disputed the feedback. For review by the owner, {team}: answer with "
+                "feedback.reviewed (upheld or withdrawn). Reminders and the unacknowledged escalation wait for it."
+            )
+        elif kind == "feedback_upheld":
+            body += " The review upheld the feedback; the loop resumes and the clinician was told why."
+        elif kind == "feedback_withdrawn":
+            body += " The review withdrew the feedback: the pattern is closed and left out of every figure."
+        elif kind == "pattern_dormant":
+            body += (
+                f" No visits to judge by: no new denials for {self.quiet_days} days, but too few visits for "
+                f"CPT {p.procedure_code} since feedback to tell whether it worked. Not counted as resolved; "
+                "a new denial continues this pattern."
+            )
         elif kind == "reminder" and self.routing.team_of(p.root_cause).clinician_facing:
             body += " The clinician has not acknowledged the feedback yet."
         elif kind == "reminder":
@@ -204,6 +281,10 @@ class Composer:
             trend = f"{label} keeps recurring after feedback to {told}: {after} visits after feedback"
         elif reason == "unacknowledged":
             trend = f"feedback to {told} on {label} unacknowledged for {days} days"
+        elif reason == "dispute_unanswered":
+            since = single.disputed_at if single else None
+            waited = (now - since).days if since else days
+            trend = f"a clinician's dispute of feedback on {label} has waited {waited} days for its review"
         elif reason == "amount_at_risk":
             trend = f"{label} has reached {money(amount)} at risk"
         else:

@@ -20,7 +20,12 @@ class PatternKey(NamedTuple):
 class PatternStatus(StrEnum):
     PENDING = "pending"  # collecting cases, not yet at the threshold: nobody has been told anything
     OPEN = "open"  # feedback given; watching whether it changes the pattern
-    RESOLVED = "resolved"  # quiet long enough (and compliant notes seen): the episode is over
+    RESOLVED = "resolved"  # quiet, with exposure (and compliant notes where checked): the episode is over
+    # Quiet, but without visits to judge by: not evidence that feedback worked. Still watched: a later case
+    # continues the episode as a recurrence, later exposure can still resolve it.
+    DORMANT = "dormant"
+    # The owner team's review found the feedback wrong: closed, and left out of every figure.
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass
@@ -61,6 +66,14 @@ class EvidenceRef:
     payer_id: str = ""  # lets a silence for a payer outage match the patterns that payer's denials built
 
 
+@dataclass(frozen=True)
+class ExposureNote:
+    """A visit after feedback for the pattern's provider and procedure: a chance for the gap to recur."""
+
+    service_date: date
+    encounter_id: str
+
+
 @dataclass
 class Pattern:
     """One episode of a recurring gap: one provider, one root cause, one procedure."""
@@ -85,6 +98,15 @@ class Pattern:
     reminded: bool = False
     compliant_notes: int = 0
     resolved_at: datetime | None = None
+    # Visits after feedback that did not become cases of this root cause, earliest first, bounded
+    # (see rules.EXPOSURE_KEPT): what resolution on evidence counts once they are old enough to be denied.
+    exposure: list[ExposureNote] = field(default_factory=list)
+    dormant_at: datetime | None = None
+    disputes: int = 0  # disputes received in this episode
+    disputed_at: datetime | None = None  # a dispute awaiting its review
+    reviewed_at: datetime | None = None
+    review_outcome: str | None = None  # upheld | withdrawn, the latest review's
+    alerts_no_change: int = 0  # pre-bill alerts answered "no change needed"
     next_due_at: datetime | None = None
     escalations: list[str] = field(default_factory=list)  # "level:reason" already raised for this episode
     quarantine: str | None = None  # why its timers stopped (a fault while firing one); None when healthy
@@ -115,6 +137,7 @@ class Note:
     patient_hash: str | None = None
     pre_bill_alerted: bool = False
     compliant_for: list[str] = field(default_factory=list)  # pattern ids this note counted for
+    procedure_codes: list[str] = field(default_factory=list)  # so the effect figure counts notes per procedure
 
 
 @dataclass(frozen=True)

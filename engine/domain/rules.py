@@ -12,13 +12,32 @@ from decimal import Decimal
 from typing import Literal
 
 from engine.domain import ids
-from engine.domain.checks import NoteFacts, has_check, passes_check
+from engine.domain.checks import NoteFacts, has_check, missing_elements, unbilled_estimate, undercoded_levels
 from engine.domain.codebook import CodeBook, Finding
 from engine.domain.messages import Composer, load_wording
-from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import (
+    Case,
+    DepartmentFact,
+    EvidenceRef,
+    ExposureNote,
+    Note,
+    Pattern,
+    PatternKey,
+    PatternStatus,
+)
 from engine.domain.routing_config import RoutingConfig
 from engine.domain.state import State
-from schemas import ClaimDenied, EscalationRaised, FeedbackAcknowledged, FeedbackNotification, InboundEvent, NoteSigned
+from schemas import (
+    ClaimDenied,
+    EscalationRaised,
+    FeedbackAcknowledged,
+    FeedbackNotification,
+    FeedbackReviewed,
+    InboundEvent,
+    NoteRef,
+    NoteSigned,
+    RootCause,
+)
 from schemas.outbound import Audience, EscalationReason, NotificationKind
 
 Message = FeedbackNotification | EscalationRaised
@@ -26,6 +45,10 @@ EVIDENCE_KEPT = 10
 # A pattern's total saturates here: it is what outbound totals (18 digits) and the store's cents hold, so a
 # value the engine accepted can never make a later message unbuildable.
 MAX_TOTAL = Decimal("9999999999999999.99")
+# Exposure notes kept per pattern: enough that some becoming cases still leaves the threshold within reach;
+# when entries drop out (they became cases), later visits refill the list.
+EXPOSURE_KEPT_PER_NEEDED = 4
+EXPOSURE_KEPT_MIN = 12
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class Thresholds:
     systemic_providers: int = 3
     resolve_quiet_days: int = 60
     resolve_compliant_notes: int = 3
+    resolve_exposure: int = 3
+    denial_lag_days: int = 45
     billing_team: str = "billing"
 
 
@@ -88,8 +113,10 @@ class Engine:
             applied = self._on_claim(event, state, now, messages)
         elif isinstance(event, NoteSigned):
             applied = self._on_note(event, state, now, messages)
+        elif isinstance(event, FeedbackAcknowledged):
+            applied = self._on_acknowledgement(event, state, now, messages)
         else:
-            applied = self._on_acknowledgement(event, state, now)
+            applied = self._on_review(event, state, now, messages)
         return Outcome("applied" if applied else "ignored", messages)
 
     def advance(self, to: datetime, state: State) -> list[Message]:
@@ -172,12 +199,13 @@ class Engine:
 
     def _add_case(self, case: Case, state: State, now: datetime, out: list[Message], provider_name: str = "") -> None:
         pattern = state.current_pattern(case.key)
-        if pattern is None or pattern.status is PatternStatus.RESOLVED:
+        if pattern is None or pattern.status in (PatternStatus.RESOLVED, PatternStatus.WITHDRAWN):
             pattern = self._new_episode(case, pattern)
             state.save_pattern(pattern)
         if provider_name:
             pattern.provider_name = provider_name  # escalation summaries name the provider
         case.pattern_id = pattern.pattern_id
+        _drop_exposure(pattern, case.encounter_id)  # a visit that became a case is a recurrence, not exposure
         # Post-feedback is judged by the visit's date, not the denial's: a denial that arrives after feedback
         # for a visit that happened before it says nothing about whether the feedback worked.
         feedback_date = pattern.feedback_date
@@ -192,6 +220,11 @@ class Engine:
             pattern.last_service_date = case.service_date
         pattern.billed_with_modifier_25 = pattern.billed_with_modifier_25 or "25" in case.modifiers
 
+        if pattern.status is PatternStatus.DORMANT and case.post_feedback:
+            # Dormant never meant fixed: the same episode goes on, and this case is a recurrence.
+            pattern.status = PatternStatus.OPEN
+            pattern.dormant_at = None
+            state.record_fact(department_fact(pattern, opened=True, at=now))  # open again, for systemic
         if pattern.status is PatternStatus.PENDING:
             if self._reaches_threshold(pattern, case, state):
                 self._open(pattern, state, now, out)
@@ -247,6 +280,7 @@ class Engine:
                 service_date=event.service_date,
                 signed_at=signed_at,
                 patient_hash=self.hash_patient(event.patient_ref),
+                procedure_codes=list(event.documentation.procedure_codes),
             )
         elif signed_at > note.signed_at:
             note.signed_at = signed_at  # signed again (amended): the latest signature counts
@@ -259,30 +293,94 @@ class Engine:
                     case.note_id = note.note_id
                     state.save_case(case)
 
+        self._find_undercoding(event, note, state, now, out)
         facts = NoteFacts(event.service_date, signed_at, event.documentation)
         for pattern in state.open_patterns_of_provider(event.author.npi):
-            if pattern.procedure_code not in event.documentation.procedure_codes or not has_check(pattern.root_cause):
+            if pattern.procedure_code not in event.documentation.procedure_codes:
                 continue
-            if pattern.opened_at is None or signed_at <= pattern.opened_at:
-                continue  # signed before the feedback: neither a chance to act on it nor evidence that it worked
-            if not passes_check(pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts):
+            changed = self._count_exposure(pattern, event, state)
+            if not has_check(pattern.root_cause):
+                pass
+            elif pattern.opened_at is None or signed_at <= pattern.opened_at:
+                pass  # signed before the feedback: neither a chance to act on it nor evidence that it worked
+            elif missing := missing_elements(
+                pattern.root_cause, pattern.procedure_code, pattern.billed_with_modifier_25, facts
+            ):
                 if not note.pre_bill_alerted:
                     note.pre_bill_alerted = True
                     state.save_note(note)
-                    self._notify("pre_bill_alert", pattern, state, now, out, about=note.note_id)
+                    ref = NoteRef(
+                        note_id=note.note_id,
+                        encounter_id=event.encounter_id,
+                        service_date=event.service_date,
+                        missing=missing,
+                    )
+                    self._notify("pre_bill_alert", pattern, state, now, out, about=note.note_id, note=ref)
             elif pattern.pattern_id not in note.compliant_for:
                 note.compliant_for.append(pattern.pattern_id)
                 state.save_note(note)
                 pattern.compliant_notes += 1
+                changed = True
+            if changed:
                 if self._may_resolve(pattern, now):
                     self._resolve(pattern, state, now, out)
                 self._schedule(pattern)
                 state.save_pattern(pattern)
         return True
 
+    def _find_undercoding(self, event: NoteSigned, note: Note, state: State, now: datetime, out: list[Message]) -> None:
+        """A note whose MDM or total time supports a higher E/M level than its code is a case: no denial needed."""
+        cause = RootCause.EM_LEVEL_UNDERCODED
+        for code, supported in undercoded_levels(event.documentation):
+            case_id = ids.note_case_id(event.encounter_id, code, cause.value)
+            if state.case(case_id) is not None:
+                continue  # the visit's addendum or a second signature: the same case
+            case = Case(
+                case_id=case_id,
+                claim_id=note.note_id,  # found in a note: the note stands where a denied claim would
+                line_number=0,
+                root_cause=cause,
+                provider_npi=event.author.npi,
+                department=event.author.department,
+                procedure_code=code,
+                modifiers=[],
+                encounter_id=event.encounter_id,
+                service_date=event.service_date,
+                amount=unbilled_estimate(code, supported),
+                reason_codes=[f"supports-{supported}"],
+                payer_id="",
+                pattern_id="",
+                post_feedback=False,
+                first_denied_at=now,
+                last_denied_at=now,
+                note_id=note.note_id,
+                patient_hash=note.patient_hash,
+            )
+            self._add_case(case, state, now, out)
+
+    def _count_exposure(self, pattern: Pattern, event: NoteSigned, state: State) -> bool:
+        """Keep a visit after feedback as exposure, unless it already became a case of this pattern's key."""
+        feedback_date = pattern.feedback_date
+        if not self._needs_exposure(pattern) or feedback_date is None or event.service_date <= feedback_date:
+            return False
+        if any(e.encounter_id == event.encounter_id for e in pattern.exposure):
+            return False  # an addendum or a second note of the same visit is the same exposure
+        if any(c.key == pattern.key for c in state.cases_of_encounter(event.encounter_id)):
+            return False
+        kept = max(EXPOSURE_KEPT_MIN, EXPOSURE_KEPT_PER_NEEDED * self.t.resolve_exposure)
+        entries = sorted(
+            [*pattern.exposure, ExposureNote(event.service_date, event.encounter_id)],
+            key=lambda e: (e.service_date, e.encounter_id),
+        )
+        if entries[:kept] == pattern.exposure:
+            return False  # later than every kept visit: the earliest ones age first and decide
+        pattern.exposure = entries[:kept]
+        return True
+
     # ---- acknowledgements ---------------------------------------------------------------------------
 
-    def _on_acknowledgement(self, event: FeedbackAcknowledged, state: State, now: datetime) -> bool:
+    def _named_pattern(self, event: FeedbackAcknowledged | FeedbackReviewed, state: State) -> Pattern | None:
+        """The current episode of the pattern an answer names (by pattern_key or by one of its notifications)."""
         key: PatternKey | None = None
         if event.pattern_key is not None:
             k = event.pattern_key
@@ -291,11 +389,55 @@ class Engine:
             pattern_id = state.pattern_of_notification(event.notification_id)
             named = state.pattern(pattern_id) if pattern_id else None
             key = named.key if named else None
-        pattern = state.current_pattern(key) if key else None
-        if pattern is None or pattern.status is not PatternStatus.OPEN or pattern.acknowledged:
+        return state.current_pattern(key) if key else None
+
+    def _on_acknowledgement(self, event: FeedbackAcknowledged, state: State, now: datetime, out: list[Message]) -> bool:
+        pattern = self._named_pattern(event, state)
+        if pattern is None or pattern.status not in (PatternStatus.OPEN, PatternStatus.DORMANT):
             return False
-        pattern.acknowledged_at = now
-        pattern.ack_response = event.response
+        if event.response == "disputed":
+            if pattern.disputed_at is not None:
+                return False  # one review at a time: the dispute in hand already paused the loop
+            pattern.disputes += 1
+            pattern.disputed_at = now
+            self._notify(
+                "review_requested",
+                pattern,
+                state,
+                now,
+                out,
+                about=str(pattern.disputes),
+                only="billing",
+                comment=event.comment,
+            )
+        elif event.response == "not_applicable":
+            # "No change needed" answers a pre-bill alert about one note; it neither accepts nor disputes the
+            # pattern's feedback, so reminders go on until the feedback itself is answered.
+            pattern.alerts_no_change += 1
+        elif pattern.acknowledged:
+            return False
+        else:
+            pattern.acknowledged_at = now
+            pattern.ack_response = event.response
+        self._schedule(pattern)
+        state.save_pattern(pattern)
+        return True
+
+    def _on_review(self, event: FeedbackReviewed, state: State, now: datetime, out: list[Message]) -> bool:
+        pattern = self._named_pattern(event, state)
+        if pattern is None or pattern.disputed_at is None:
+            return False  # nothing under review: a review without a dispute changes nothing
+        pattern.disputed_at = None
+        pattern.reviewed_at = now
+        pattern.review_outcome = event.outcome
+        about = str(pattern.disputes)
+        if event.outcome == "upheld":
+            self._notify("feedback_upheld", pattern, state, now, out, about=about, comment=event.comment)
+        else:
+            if pattern.status is PatternStatus.OPEN:
+                state.record_fact(department_fact(pattern, opened=False, at=now))
+            pattern.status = PatternStatus.WITHDRAWN
+            self._notify("feedback_withdrawn", pattern, state, now, out, about=about, comment=event.comment)
         self._schedule(pattern)
         state.save_pattern(pattern)
         return True
@@ -303,15 +445,21 @@ class Engine:
     # ---- timers -------------------------------------------------------------------------------------
 
     def _timers(self, p: Pattern) -> list[tuple[datetime, str]]:
-        if p.status is not PatternStatus.OPEN or p.opened_at is None or p.quarantine:
+        if p.status not in (PatternStatus.OPEN, PatternStatus.DORMANT) or p.opened_at is None or p.quarantine:
             return []
         timers = []
-        if not p.acknowledged and not p.reminded:
-            timers.append((p.opened_at + timedelta(days=self.t.remind_after_days), "reminder"))
-        if not p.acknowledged and "1:unacknowledged" not in p.escalations:
-            timers.append((p.opened_at + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
-        if self._has_enough_compliant_notes(p):
-            timers.append((self._quiet_since(p), "resolve"))
+        # A dispute pauses the wait for an answer; an upheld review starts it again from the review.
+        waiting = p.status is PatternStatus.OPEN and not p.acknowledged and p.disputed_at is None
+        since = p.reviewed_at if p.review_outcome == "upheld" and p.reviewed_at else p.opened_at
+        if waiting and not p.reminded:
+            timers.append((since + timedelta(days=self.t.remind_after_days), "reminder"))
+        if waiting and "1:unacknowledged" not in p.escalations:
+            timers.append((since + timedelta(days=self.t.escalate_unacked_days), "unacknowledged"))
+        if p.disputed_at is not None and "1:dispute_unanswered" not in p.escalations:
+            timers.append((p.disputed_at + timedelta(days=self.t.escalate_unacked_days), "dispute_unanswered"))
+        resolve_at = self._resolve_check_at(p)
+        if resolve_at is not None:
+            timers.append((resolve_at, "resolve"))
         return timers
 
     def _schedule(self, p: Pattern) -> None:
@@ -320,15 +468,24 @@ class Engine:
 
     def _fire_timers(self, p: Pattern, due: datetime, state: State, out: list[Message]) -> None:
         for at, timer in sorted(self._timers(p), key=lambda t: t[0]):
-            if at > due or p.status is not PatternStatus.OPEN:
+            if at > due or p.status not in (PatternStatus.OPEN, PatternStatus.DORMANT):
                 continue
             if timer == "reminder":
                 p.reminded = True
                 self._notify("reminder", p, state, due, out)
             elif timer == "unacknowledged":
                 self._escalate(p, 1, "unacknowledged", state, due, out)
+            elif timer == "dispute_unanswered":
+                self._escalate(p, 1, "dispute_unanswered", state, due, out)
             elif self._may_resolve(p, due):
                 self._resolve(p, state, due, out)
+            elif self._goes_dormant(p, due):
+                p.status = PatternStatus.DORMANT
+                p.dormant_at = due
+                state.save_pattern(p)
+                # Not open any more as far as systemic escalation counts (nobody is being asked to act).
+                state.record_fact(department_fact(p, opened=False, at=due))
+                self._notify("pattern_dormant", p, state, due, out, only="billing")
         self._schedule(p)
         state.save_pattern(p)
 
@@ -338,17 +495,61 @@ class Engine:
         assert p.opened_at is not None and p.last_service_date is not None
         return max(p.opened_at + quiet, start_of(p.last_service_date) + quiet)
 
+    def _needs_exposure(self, p: Pattern) -> bool:
+        """Only where a clinician was told can the clinician's later visits show whether it worked; an
+        administrative pattern (billing's process, not a note) resolves on quiet alone."""
+        return self.codebook.is_clinician_facing(p.root_cause)
+
+    def _aged(self, e: ExposureNote) -> datetime:
+        """When a visit is old enough that its denial, if any, would have come back."""
+        return start_of(e.service_date + timedelta(days=self.t.denial_lag_days))
+
+    def _exposure_ready_at(self, p: Pattern) -> datetime | None:
+        """When enough kept visits will be old enough to judge by; None while there are too few of them."""
+        need = self.t.resolve_exposure
+        if need == 0:
+            return p.opened_at
+        return self._aged(p.exposure[need - 1]) if len(p.exposure) >= need else None
+
+    def _resolve_check_at(self, p: Pattern) -> datetime | None:
+        quiet = self._quiet_since(p)
+        if not self._needs_exposure(p):
+            return quiet if self._has_enough_compliant_notes(p) else None
+        ready = self._exposure_ready_at(p)
+        if ready is None:
+            return quiet if p.status is PatternStatus.OPEN else None  # then dormant: nothing to judge by
+        return max(quiet, ready) if self._has_enough_compliant_notes(p) else None
+
     def _has_enough_compliant_notes(self, p: Pattern) -> bool:
         return not has_check(p.root_cause) or p.compliant_notes >= self.t.resolve_compliant_notes
 
+    def _has_exposure(self, p: Pattern, now: datetime) -> bool:
+        if not self._needs_exposure(p):
+            return True
+        return sum(1 for e in p.exposure if self._aged(e) <= now) >= self.t.resolve_exposure
+
     def _may_resolve(self, p: Pattern, now: datetime) -> bool:
-        return p.status is PatternStatus.OPEN and self._has_enough_compliant_notes(p) and now >= self._quiet_since(p)
+        return (
+            p.status in (PatternStatus.OPEN, PatternStatus.DORMANT)
+            and self._has_enough_compliant_notes(p)
+            and now >= self._quiet_since(p)
+            and self._has_exposure(p, now)
+        )
+
+    def _goes_dormant(self, p: Pattern, now: datetime) -> bool:
+        return (
+            p.status is PatternStatus.OPEN
+            and now >= self._quiet_since(p)
+            and self._needs_exposure(p)
+            and len(p.exposure) < self.t.resolve_exposure
+        )
 
     def _resolve(self, p: Pattern, state: State, now: datetime, out: list[Message]) -> None:
+        if p.status is PatternStatus.OPEN:  # a dormant pattern already left the department's open ones
+            state.record_fact(department_fact(p, opened=False, at=now))
         p.status = PatternStatus.RESOLVED
         p.resolved_at = now
         state.save_pattern(p)
-        state.record_fact(department_fact(p, opened=False, at=now))
         self._notify("pattern_resolved", p, state, now, out)
 
     # ---- messages -----------------------------------------------------------------------------------
@@ -357,10 +558,21 @@ class Engine:
         return ["clinician", "billing"] if self.codebook.is_clinician_facing(p.root_cause) else ["billing"]
 
     def _notify(
-        self, kind: NotificationKind, p: Pattern, state: State, now: datetime, out: list[Message], about: str = ""
+        self,
+        kind: NotificationKind,
+        p: Pattern,
+        state: State,
+        now: datetime,
+        out: list[Message],
+        about: str = "",
+        only: Audience | None = None,
+        comment: str | None = None,
+        note: NoteRef | None = None,
     ) -> None:
         for audience in self._audiences(p):
-            message = self.compose.notification(kind, audience, p, now, about)
+            if only is not None and audience != only:
+                continue
+            message = self.compose.notification(kind, audience, p, now, about, comment, note)
             if state.pattern_of_notification(message.notification_id) is None:
                 state.record_notification(message.notification_id, p.pattern_id)
                 out.append(message)
@@ -409,6 +621,11 @@ def _bounded(total: Decimal) -> Decimal:
 
 def _merged(codes: list[str], more: tuple[str, ...] | list[str]) -> list[str]:
     return sorted(set(codes) | set(more))
+
+
+def _drop_exposure(pattern: Pattern, encounter_id: str) -> None:
+    if any(e.encounter_id == encounter_id for e in pattern.exposure):
+        pattern.exposure = [e for e in pattern.exposure if e.encounter_id != encounter_id]
 
 
 def _recent_evidence(evidence: list[EvidenceRef], case: Case) -> list[EvidenceRef]:

@@ -162,10 +162,11 @@ class State:
         return changes
 
     def _index_open(self, pattern: Pattern) -> None:
-        """Open patterns by provider: only a key's current episode, and only while open. (Open patterns by
-        department are the department stage's, engine/domain/departments.py.)"""
+        """Watched patterns by provider (open or dormant: a provider's notes still count for them); only a key's
+        current episode. (Open patterns by department are the department stage's, engine/domain/departments.py.)"""
         by_provider = self._open_by_provider[pattern.provider_npi]
-        if pattern.status is PatternStatus.OPEN and self._episodes.get(pattern.key) is pattern:
+        current = self._episodes.get(pattern.key) is pattern
+        if current and pattern.status in (PatternStatus.OPEN, PatternStatus.DORMANT):
             by_provider[pattern.pattern_id] = pattern
         else:
             by_provider.pop(pattern.pattern_id, None)

@@ -93,6 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of providers with habits who document better after feedback (the rest are persistent)",
     )
     parser.add_argument(
+        "--learned-gap-factor",
+        type=_fraction,
+        default=d.learned_gap_factor,
+        help="a learner's gap rate after feedback as a share of before (1.0: nobody learns, same roster)",
+    )
+    parser.add_argument(
         "--ack-rate",
         type=_fraction,
         default=d.ack_rate,
@@ -145,6 +151,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         documentation_share=args.documentation_share,
         habit_share=args.habit_share,
         learner_share=args.learner_share,
+        learned_gap_factor=args.learned_gap_factor,
         ack_rate=args.ack_rate,
         persistent_ack_rate=args.persistent_ack_rate,
         billing_ack_rate=args.billing_ack_rate,

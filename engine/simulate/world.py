@@ -99,6 +99,9 @@ class SimulationConfig:
     documentation_share: float = 0.20
     habit_share: float = 0.45
     learner_share: float = 0.6
+    # What a learner's gap rate becomes after feedback, as a share of what it was; 1.0: nobody learns, with the
+    # same roster (learners are still drawn, so a world with and one without learning differ only in that).
+    learned_gap_factor: float = LEARNED_GAP_FACTOR
     ack_rate: float = 0.85
     persistent_ack_rate: float = 0.3
     billing_ack_rate: float = 0.7
@@ -118,6 +121,7 @@ class SimulationConfig:
             "documentation_share",
             "habit_share",
             "learner_share",
+            "learned_gap_factor",
             "ack_rate",
             "persistent_ack_rate",
             "billing_ack_rate",
@@ -225,13 +229,14 @@ class Provider:
     gap_rates: dict[RootCause, float]
     panel: list[Patient] = field(default_factory=list)
     feedback_at: dict[RootCause, datetime] = field(default_factory=dict)
+    learned_gap_factor: float = LEARNED_GAP_FACTOR
 
     def gap_rate(self, root_cause: RootCause, day: date) -> float:
         rate = self.gap_rates[root_cause]
         heard = self.feedback_at.get(root_cause)
         # Feedback changes visits on the days after it arrived, not the ones already documented.
         if self.learner and heard is not None and heard.date() < day:
-            rate *= LEARNED_GAP_FACTOR
+            rate *= self.learned_gap_factor
         return rate
 
     def profile(self) -> ProviderProfile:
@@ -440,6 +445,7 @@ class _Run:
                 learner=learner,
                 ack_probability=config.ack_rate if learner else config.persistent_ack_rate,
                 gap_rates=gap_rates,
+                learned_gap_factor=config.learned_gap_factor,
             )
             provider.panel = [self._new_patient(f"MRN-{next(mrns)}", department) for _ in range(panel_sizes[index])]
             providers.append(provider)

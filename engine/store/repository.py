@@ -16,10 +16,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.domain import ids
-from engine.domain.checks import has_check
+from engine.domain.checks import has_check, undercoded_levels
 from engine.domain.codebook import CodeBook
 from engine.domain.departments import DepartmentStage, DepartmentState, systemic_id
-from engine.domain.model import Case, DepartmentFact, EvidenceRef, Note, Pattern, PatternKey, PatternStatus
+from engine.domain.model import (
+    Case,
+    DepartmentFact,
+    EvidenceRef,
+    ExposureNote,
+    Note,
+    Pattern,
+    PatternKey,
+    PatternStatus,
+)
 from engine.domain.state import Changes, State
 from engine.store import tables as t
 from schemas import (
@@ -27,15 +36,22 @@ from schemas import (
     ClaimDenied,
     EscalationRaised,
     FeedbackAcknowledged,
+    FeedbackReviewed,
     InboundEvent,
     NoteSigned,
     RenderingProvider,
     RootCause,
 )
 
-# A note matters only to open patterns whose root cause has a documentation check (pre-bill alerts,
-# compliant notes); the others (billing-only causes, mostly) need not be loaded for it.
-CHECKED_ROOT_CAUSES = sorted(cause.value for cause in RootCause if has_check(cause))
+# A note matters only to watched (open or dormant) patterns whose root cause has a documentation check
+# (pre-bill alerts, compliant notes) or was told to a clinician (exposure, for resolution on evidence); the
+# others (billing-only causes) need not be loaded for it.
+WATCHED = [PatternStatus.OPEN.value, PatternStatus.DORMANT.value]
+
+
+def note_root_causes(codebook: CodeBook) -> list[str]:
+    return sorted(cause.value for cause in RootCause if has_check(cause) or codebook.is_clinician_facing(cause))
+
 
 # Keep IN-lists well below the bind-parameter limits of SQLite (32766) and PostgreSQL (32767).
 CHUNK = 500
@@ -199,6 +215,13 @@ def _pattern(row: Row[Any]) -> Pattern:
         escalations=list(row.escalations),
         quarantine=row.quarantine,
         provider_name=row.provider_name,
+        exposure=[ExposureNote(date.fromisoformat(e[0]), e[1]) for e in row.exposure],
+        dormant_at=row.dormant_at,
+        disputes=row.disputes,
+        disputed_at=row.disputed_at,
+        reviewed_at=row.reviewed_at,
+        review_outcome=row.review_outcome,
+        alerts_no_change=row.alerts_no_change,
     )
 
 
@@ -237,6 +260,13 @@ def _pattern_row(p: Pattern, task: int) -> dict[str, Any]:
         "escalations": p.escalations,
         "quarantine": p.quarantine,
         "provider_name": p.provider_name,
+        "exposure": [[e.service_date.isoformat(), e.encounter_id] for e in p.exposure],
+        "dormant_at": p.dormant_at,
+        "disputes": p.disputes,
+        "disputed_at": p.disputed_at,
+        "reviewed_at": p.reviewed_at,
+        "review_outcome": p.review_outcome,
+        "alerts_no_change": p.alerts_no_change,
     }
 
 
@@ -250,6 +280,7 @@ def _note(row: Row[Any]) -> Note:
         patient_hash=row.patient_hash,
         pre_bill_alerted=row.pre_bill_alerted,
         compliant_for=list(row.compliant_for),
+        procedure_codes=list(row.procedure_codes),
     )
 
 
@@ -264,6 +295,7 @@ def _note_row(n: Note, task: int) -> dict[str, Any]:
         "patient_hash": n.patient_hash,
         "pre_bill_alerted": n.pre_bill_alerted,
         "compliant_for": n.compliant_for,
+        "procedure_codes": n.procedure_codes,
     }
 
 
@@ -408,7 +440,7 @@ class BatchLoader:
 
         claims = [e for e in events if isinstance(e, ClaimDenied)]
         notes = [e for e in events if isinstance(e, NoteSigned)]
-        acks = [e for e in events if isinstance(e, FeedbackAcknowledged)]
+        acks = [e for e in events if isinstance(e, FeedbackAcknowledged | FeedbackReviewed)]
 
         case_ids: set[str] = set()
         keys: set[PatternKey] = set()
@@ -419,6 +451,12 @@ class BatchLoader:
                     case_ids.add(ids.case_id(claim.claim_id, line.line_number, finding.root_cause.value))
                     keys.add(PatternKey(claim.rendering_provider.npi, finding.root_cause, line.procedure_code))
                     service_dates.append(claim.service_date)
+        for signed in notes:  # undercoding: a note can be a case, with its pattern and threshold to test
+            for code, _ in undercoded_levels(signed.documentation):
+                cause = RootCause.EM_LEVEL_UNDERCODED
+                case_ids.add(ids.note_case_id(signed.encounter_id, code, cause.value))
+                keys.add(PatternKey(signed.author.npi, cause, code))
+                service_dates.append(signed.service_date)
         for ack in acks:
             if ack.pattern_key is not None:
                 k = ack.pattern_key
@@ -484,8 +522,8 @@ class BatchLoader:
                 [],
                 and_(
                     t.patterns.c.provider_npi.in_(chunk),
-                    t.patterns.c.status == PatternStatus.OPEN.value,
-                    t.patterns.c.root_cause.in_(CHECKED_ROOT_CAUSES),
+                    t.patterns.c.status.in_(WATCHED),
+                    t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
                 ),
             )
 

@@ -193,6 +193,13 @@ patterns = Table(
     Column("quarantine", String(120), nullable=True),
     Column("task", Integer, nullable=False, server_default="0"),
     Column("provider_name", String(256), nullable=True),
+    Column("exposure", JSON, nullable=False),
+    Column("dormant_at", UTCDateTime, nullable=True),
+    Column("disputes", Integer, nullable=False),
+    Column("disputed_at", UTCDateTime, nullable=True),
+    Column("reviewed_at", UTCDateTime, nullable=True),
+    Column("review_outcome", String(16), nullable=True),
+    Column("alerts_no_change", Integer, nullable=False),
     # Also serves "open patterns of these providers" through its provider_npi prefix.
     UniqueConstraint("provider_npi", "root_cause", "procedure_code", "episode"),
     Index("ix_patterns_department_root_cause_status", "department", "root_cause", "status"),
@@ -211,6 +218,7 @@ notes = Table(
     Column("pre_bill_alerted", Boolean, nullable=False),
     Column("compliant_for", JSON, nullable=False),
     Column("task", Integer, nullable=False, server_default="0"),
+    Column("procedure_codes", JSON, nullable=False),
 )
 
 notifications = Table(

@@ -33,6 +33,7 @@ EVENT_TOPIC = {
     "note.signed": "notes",
     "feedback.acknowledged": "acks",
     "feedback.silence": "silences",
+    "feedback.reviewed": "reviews",
 }
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -59,7 +60,7 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def topic(self, name: str) -> str:
-        if self.single_topic and name in ("claims", "notes", "acks"):
+        if self.single_topic and name in ("claims", "notes", "acks", "reviews"):
             return f"{self.prefix}events"
         return f"{self.prefix}{name}"
 
@@ -72,6 +73,7 @@ class Stack:
             "DOCLOOP_TOPIC_CLAIMS_DENIED": self.topic("claims"),
             "DOCLOOP_TOPIC_NOTES_SIGNED": self.topic("notes"),
             "DOCLOOP_TOPIC_ACKS": self.topic("acks"),
+            "DOCLOOP_TOPIC_REVIEWS": self.topic("reviews"),
             "DOCLOOP_TOPIC_NOTIFICATIONS": self.topic("notifications"),
             "DOCLOOP_TOPIC_ESCALATIONS": self.topic("escalations"),
             "DOCLOOP_TOPIC_DLQ": self.topic("dlq"),
@@ -137,9 +139,16 @@ class Stack:
             if event.get("event_type") == "feedback.silence":  # its own topic, keyed by the silence
                 return self.topic("silences"), str(event.get("silence_id")).encode()
             # Acknowledgements are keyed by the pattern's provider NPI, so they meet that provider's other events.
-            who = event.get("rendering_provider") or event.get("author") or event.get("pattern_key") or {}
+            # One naming only a notification is keyed by who answers (a clinician's own NPI).
+            who = (
+                event.get("rendering_provider")
+                or event.get("author")
+                or event.get("pattern_key")
+                or event.get("acknowledged_by")
+                or {}
+            )
             return self.topic(EVENT_TOPIC.get(event.get("event_type"), "claims")), str(
-                who.get("npi") or who.get("provider_npi")
+                who.get("npi") or who.get("provider_npi") or who.get("id")
             ).encode()
         except (ValueError, AttributeError, TypeError, RecursionError):  # hostile values go to claims
             return self.topic("claims"), b"unparseable"
@@ -196,7 +205,7 @@ class Stack:
 
     async def committed_lag(self) -> int:
         """Inbound records not yet covered by the group's committed offsets."""
-        names = list(dict.fromkeys(self.topic(n) for n in ("claims", "notes", "acks")))
+        names = list(dict.fromkeys(self.topic(n) for n in ("claims", "notes", "acks", "reviews")))
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:

@@ -40,12 +40,16 @@ def test_the_demo_shows_the_loop_and_ends_with_a_report_that_agrees_with_the_sto
 
     report = report_json(tmp_path / "docloop.db")
     totals = report["totals"]
-    headline = re.search(r"Patterns: (\d+) \((\d+) open, (\d+) resolved, (\d+) acknowledged\)", out)
+    headline = re.search(
+        r"Patterns: (\d+) \((\d+) open, (\d+) resolved, (\d+) dormant \(no visits to judge by\), (\d+) acknowledged\)",
+        out,
+    )
     assert headline is not None
     assert [int(g) for g in headline.groups()] == [
         totals["patterns"],
         totals["open"],
         totals["resolved"],
+        totals["dormant"],
         totals["acknowledged"],
     ]
     assert f"Escalations: {totals['escalations']} " in out

@@ -21,7 +21,7 @@ from tests.support.scenario import scenario_lines
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 POSTGRES = str(ROOT / "deploy" / "local" / "postgres.sh")
-VALID_EVENTS = 35  # the scenario's valid events, each recorded once
+VALID_EVENTS = 50  # the scenario's valid events, each recorded once
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from tests.support.scenario import scenario_lines
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
-VALID_EVENTS = 35  # the scenario's valid events, each recorded once (its duplicate is not)
+VALID_EVENTS = 50  # the scenario's valid events, each recorded once (its duplicate is not)
 
 
 def lines_of(path: Path) -> list[str]:

@@ -47,23 +47,30 @@ def test_replay_produces_every_notification_kind_and_escalation_reason(replayed:
     notifications = [n for n in read(replayed / "notifications.jsonl") if n["kind"] != "digest"]
     escalations = read(replayed / "escalations.jsonl")
     assert Counter((n["kind"], n["audience"]) for n in notifications) == {
-        ("pattern_opened", "clinician"): 5,
-        ("pattern_opened", "billing"): 6,
-        ("reminder", "clinician"): 4,
-        ("reminder", "billing"): 5,
+        ("pattern_opened", "clinician"): 8,
+        ("pattern_opened", "billing"): 9,
+        ("reminder", "clinician"): 6,
+        ("reminder", "billing"): 7,
         ("pattern_recurring", "clinician"): 1,
         ("pattern_recurring", "billing"): 1,
         ("pre_bill_alert", "clinician"): 1,
         ("pre_bill_alert", "billing"): 1,
         ("pattern_resolved", "clinician"): 1,
         ("pattern_resolved", "billing"): 2,
+        ("pattern_dormant", "billing"): 4,
+        ("review_requested", "billing"): 2,
+        ("feedback_upheld", "clinician"): 1,
+        ("feedback_upheld", "billing"): 1,
+        ("feedback_withdrawn", "clinician"): 1,
+        ("feedback_withdrawn", "billing"): 1,
     }
     assert Counter((e["level"], e["reason"]) for e in escalations) == {
         (2, "systemic"): 1,
-        (1, "unacknowledged"): 5,
+        (1, "unacknowledged"): 7,
         (2, "amount_at_risk"): 1,
         (1, "recurrence_after_feedback"): 1,
         (2, "recurrence_after_feedback"): 1,
+        (1, "dispute_unanswered"): 1,
     }
 
 
@@ -111,12 +118,51 @@ def test_replaying_twice_gives_byte_identical_files(replayed: Path, tmp_path: Pa
         assert (tmp_path / name).read_bytes() == (replayed / name).read_bytes(), name
 
 
+def test_on_several_partitions_answers_and_reviews_meet_their_patterns_and_replay_stays_identical(
+    replayed: Path, tmp_path: Path
+) -> None:
+    """Reviews are keyed by the pattern's provider like every inbound topic: on 4 partitions (several tasks)
+    every dispute, review and "no change needed" answer still reaches its pattern, and a second replay on the
+    same partitioning writes the same bytes."""
+
+    def run(out: Path) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "engine.cli", "replay", str(SCENARIO), "--out", str(out), "--partitions", "4"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+
+    run(tmp_path / "a")
+    run(tmp_path / "b")
+    for name in ("notifications.jsonl", "escalations.jsonl", "dlq.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    answers = ("review_requested", "feedback_upheld", "feedback_withdrawn")
+
+    def answered(folder: Path) -> Counter[tuple[object, object]]:
+        return Counter((n["kind"], n["audience"]) for n in read(folder / "notifications.jsonl") if n["kind"] in answers)
+
+    assert answered(tmp_path / "a") == answered(replayed) and sum(answered(replayed).values()) == 6
+    totals = report_json(tmp_path / "a" / "docloop.db")["totals"]
+    assert (totals["disputes"], totals["disputes_upheld"], totals["alerts_no_change"], totals["withdrawn"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+
+
 def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> None:
     summary = replay(tmp_path).stdout
     assert "rejected to dlq 5" in summary and "duplicates 1" in summary
     data = report_json(tmp_path / "docloop.db")
-    assert data["totals"]["open"] == 4 and data["totals"]["resolved"] == 2
-    assert {p["status"] for p in data["patterns"]} == {"open", "resolved"}
+    totals = data["totals"]
+    assert (totals["open"], totals["resolved"], totals["dormant"], totals["withdrawn"]) == (2, 2, 3, 1)
+    assert (totals["disputes"], totals["disputes_upheld"], totals["alerts_no_change"]) == (2, 1, 1)
+    assert {p["status"] for p in data["patterns"]} == {"open", "dormant", "resolved", "withdrawn"}
+    assert (data["undercoding"]["patterns"], data["undercoding"]["unbilled_estimate"]) == (1, "120.00")
+    assert data["effect"]["clinical"]["verdict"] == "too few data"
     assert all(
         set(p)
         >= {

@@ -295,7 +295,7 @@ def test_the_loop_effect_of_rivera_is_computed_as_defined(page: str, report: dic
     (4) and one note (Mar 26): 400.0. PATEL's records_missing pattern has no notes before feedback (n/a) and three
     compliant notes after it with no case: 0.0. Every other pattern has no notes after feedback, so RIVERA's is
     the only pattern in the overall comparison."""
-    effect = report["effect"]
+    effect = report["effect_by_pattern"]
     rivera_id = next(p["pattern_id"] for p in report["patterns"] if p["provider_npi"] == RIVERA)
     rivera = next(r for r in effect["patterns"] if r["pattern_id"] == rivera_id)
     assert rivera == {
@@ -306,23 +306,23 @@ def test_the_loop_effect_of_rivera_is_computed_as_defined(page: str, report: dic
         "before_cases": 4,
         "before_notes": 2,
         "after_until": "2026-06-15",
-        "after_cases": 4,
+        "after_cases": 5,
         "after_notes": 1,
         "before_per_100_notes": 200.0,
-        "after_per_100_notes": 400.0,
+        "after_per_100_notes": 500.0,
     }
     patel_id = next(p["pattern_id"] for p in report["patterns"] if p["provider_npi"] == PATEL)
     patel = next(r for r in effect["patterns"] if r["pattern_id"] == patel_id)
     assert (patel["before_per_100_notes"], patel["after_notes"], patel["after_per_100_notes"]) == (None, 3, 0.0)
-    assert patel["after_until"] == "2026-04-25"  # resolved: its episode ends at resolution
+    assert patel["after_until"] == "2026-05-01"  # resolved (its last March note 45 days old): the episode ends
     assert effect["overall"] == {
         "patterns_compared": 1,
         "before_cases": 4,
         "before_notes": 2,
-        "after_cases": 4,
+        "after_cases": 5,
         "after_notes": 1,
         "before_per_100_notes": 200.0,
-        "after_per_100_notes": 400.0,
+        "after_per_100_notes": 500.0,
     }
     # Internal Medicine: RIVERA's 200.0 -> 400.0 is the loop not working; the other departments have no notes after.
     verdicts = {r["department"]: r["verdict"] for r in report["loop"]["by_department"]}
@@ -376,7 +376,7 @@ def test_the_feedback_day_and_the_days_before_the_first_case_count_in_neither_sp
 
     (pattern,) = report["patterns"]
     assert (pattern["feedback_date"], pattern["case_count"], pattern["post_feedback_cases"]) == ("2026-02-16", 5, 1)
-    (effect,) = report["effect"]["patterns"]
+    (effect,) = report["effect_by_pattern"]["patterns"]
     assert {k: v for k, v in effect.items() if k != "pattern_id"} == {
         "clinician_facing": True,
         "feedback_date": "2026-02-16",
@@ -395,8 +395,9 @@ def test_the_feedback_day_and_the_days_before_the_first_case_count_in_neither_sp
 
 def test_the_text_report_ends_with_the_loop_effect(scenario_store: Path) -> None:
     text = cli("report", "--database-url", url(scenario_store))
-    assert "Loop effect" in text
-    assert "overall 200.0 -> 400.0 (4 cases / 2 notes before, 4 cases / 1 notes after)" in text
+    assert "Effect of feedback (difference-in-differences" in text
+    assert "clinical (headline): too few data" in text and "administrative: too few data" in text
+    assert "Undercoding (apart from denials): 1 patterns, 3 notes, $120.00 estimated left unbilled" in text
 
 
 def test_the_page_carries_no_patient_identifiers(page: str, scenario_store: Path) -> None:
@@ -413,7 +414,7 @@ def test_an_empty_store_renders_a_page_that_says_so(tmp_path: Path) -> None:
     assert re.findall(r"<h2>(.*?)</h2>", page) == HEADINGS
     assert "No open patterns." in page and "No escalations." in page and "no events yet" in page
     assert parse(page).problems == []
-    assert json_report(tmp_path)["effect"]["overall"]["before_per_100_notes"] is None
+    assert json_report(tmp_path)["effect_by_pattern"]["overall"]["before_per_100_notes"] is None
 
 
 @pytest.fixture(scope="module")

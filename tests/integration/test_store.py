@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -161,3 +162,59 @@ async def test_providers_keep_the_latest_name_by_event_time(database: AsyncEngin
     assert [(r.npi, r.name, r.department, r.last_seen_at) for r in rows] == [
         (who, "A. New", "Cardiology", datetime(2026, 3, 1, 10, tzinfo=UTC))
     ]
+
+
+async def test_exposure_and_dormancy_survive_batches_on_the_store(database: AsyncEngine, store_url: str) -> None:
+    """A clinician pattern without a documentation check (frequency): its later visits are loaded and counted
+    across batches, it goes dormant without them and resolves once three are 45 days old; as in memory."""
+    from engine.domain.rules import Engine
+    from engine.domain.state import State
+    from schemas import decode_event
+    from tests.support.events import claim, note, npi
+
+    provider = npi("187654321")
+    lines = [
+        json.dumps(
+            claim(
+                f"f{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=provider,
+                adjustments=[("CO", "151", "100.00")],
+                remarks=[],
+                procedure_code="97110",
+            )
+        )
+        for i in range(3)
+    ]
+    # Quiet by April 5 with no visits: dormant. Then three visits in April, old enough by late May: resolved.
+    lines.append(
+        json.dumps(note("late", signed_at="2026-04-06T10:00:00Z", service_date="2026-04-06", provider=npi("176543210")))
+    )
+    lines += [
+        json.dumps(
+            note(
+                f"v{i}",
+                signed_at=f"2026-04-1{i}T17:00:00Z",
+                service_date=f"2026-04-1{i}",
+                provider=provider,
+                procedure_codes=["97110"],
+            )
+        )
+        for i in range(3)
+    ]
+    lines.append(
+        json.dumps(note("end", signed_at="2026-06-01T10:00:00Z", service_date="2026-06-01", provider=npi("176543210")))
+    )
+
+    expected: list[str] = []
+    engine, state = Engine(), State()
+    for line in lines:
+        expected += [m.model_dump_json() for m in engine.process(decode_event(line), state).messages]
+    await apply_in_batches(processor(database, store_url), lines, 1)
+    got = [value.decode() for value in await queued(database)]
+    assert got == expected
+    kinds = [json.loads(v)["kind"] for v in got if "kind" in json.loads(v)]
+    assert kinds.count("pattern_dormant") == 1 and kinds.count("pattern_resolved") == 2
+    resolved = [json.loads(v) for v in got if json.loads(v).get("kind") == "pattern_resolved"]
+    assert {r["created_at"] for r in resolved} == {"2026-05-27T00:00:00Z"}  # April 12 + 45 days

@@ -115,7 +115,10 @@ def ack(
     procedure_code: str = "99215",
     notification_id: str | None = None,
     response: str = "accepted",
+    comment: str | None = None,
+    by: str | None = None,
 ) -> dict[str, Any]:
+    """`by`: who answers, when the event names only a notification (default: the pattern's provider)."""
     return {
         "event_type": "feedback.acknowledged",
         "schema_version": 1,
@@ -126,7 +129,36 @@ def ack(
         "pattern_key": None
         if provider is None
         else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
-        "acknowledged_by": {"type": "provider", "id": provider or "unknown"},
+        "acknowledged_by": {"type": "provider", "id": by or provider or "unknown"},
         "response": response,
-        "comment": None,
+        "comment": comment,
+    }
+
+
+def review(
+    event_id: str,
+    *,
+    occurred_at: str,
+    outcome: str,
+    provider: str | None = None,
+    root_cause: str = "em_level_unsupported",
+    procedure_code: str = "99215",
+    notification_id: str | None = None,
+    comment: str | None = None,
+    reviewer: str = "clinical_documentation",
+) -> dict[str, Any]:
+    """`reviewer`: the owner team's id (routing.json), clinical_documentation for the default root cause."""
+    return {
+        "event_type": "feedback.reviewed",
+        "schema_version": 1,
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "source": "review-desk",
+        "notification_id": notification_id,
+        "pattern_key": None
+        if provider is None
+        else {"provider_npi": provider, "root_cause": root_cause, "procedure_code": procedure_code},
+        "reviewer": {"type": "team", "id": reviewer},
+        "outcome": outcome,
+        "comment": comment,
     }

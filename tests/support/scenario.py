@@ -10,6 +10,15 @@
   resolved; a later denial starts a new episode.
 - NGUYEN (Orthopedics, 27447, medical necessity): three expensive lines: level-2 amount at risk.
 - BROOKS (Family Medicine, 99213, eligibility): administrative, so billing hears about it, clinicians never.
+- Resolution on evidence: CHEN, OKAFOR and NGUYEN sign no later notes: quiet without visits to judge by, so
+  dormant (billing told once); RIVERA's episode too, and a late RIVERA denial continues it as a recurrence.
+  PATEL's three compliant March notes are 45 days old by May 1: resolved on evidence.
+- GARCIA (Cardiology, 93000, diagnosis not documented): disputes the feedback (review for the CDI team,
+  reminders paused), nobody answers for 14 days (escalation to the team's lead), then the review upholds it
+  (the clinician is told why; the reminder clock restarts).
+- WALSH (Cardiology, 99214, bundling): disputes; the review withdraws the feedback: closed as withdrawn.
+- KIM (Family Medicine, 99213): three notes whose MDM supports a higher level: an undercoding pattern.
+- RIVERA answers the pre-bill alert "no change needed" (not_applicable naming the alert).
 Plus: a paid line with only cost sharing (no case), a resubmission denied again (same case), a note that
 arrives after its denial, a duplicate event, and five kinds of bad input for the DLQ.
 """
@@ -18,7 +27,8 @@ from __future__ import annotations
 
 import json
 
-from tests.support.events import ack, claim, note, npi
+from engine.domain import ids
+from tests.support.events import ack, claim, note, npi, review
 
 RIVERA = npi("123456789")
 CHEN = npi("198765432")
@@ -26,6 +36,9 @@ OKAFOR = npi("176543210")
 PATEL = npi("154321098")
 NGUYEN = npi("143210987")
 BROOKS = npi("132109876")
+GARCIA = npi("121098765")
+WALSH = npi("110987654")
+KIM = npi("109876543")
 
 BAD_LINES = [
     "this is not json",
@@ -308,6 +321,94 @@ def scenario_events() -> list[dict[str, object]]:
                 mdm_level="low",
             )
         )
+    # RIVERA answers the pre-bill alert on NOTE-n-1010: no change needed (it does not acknowledge the pattern).
+    rivera_pattern = ids.pattern_id(RIVERA, "em_level_unsupported", "99215", 1)
+    add(
+        ack(
+            "a-r1",
+            occurred_at="2026-04-10T09:00:00Z",
+            notification_id=ids.notification_id(rivera_pattern, "pre_bill_alert", "clinician", "NOTE-n-1010"),
+            response="not_applicable",
+            by=RIVERA,
+        )
+    )
+    # GARCIA and WALSH (Cardiology): patterns opened in early March, both disputed.
+    for provider, prefix, code, cause in (
+        (GARCIA, "g", "93000", ("CO", "11", "40.00")),
+        (WALSH, "w", "99214", ("CO", "97", "130.00")),
+    ):
+        for i, (sd, occ) in enumerate(
+            (("2026-03-09", "2026-04-13"), ("2026-03-16", "2026-04-20"), ("2026-03-23", "2026-04-27")), start=1
+        ):
+            add(
+                claim(
+                    f"d-{prefix}{i}",
+                    occurred_at=f"{occ}T14:00:00Z",
+                    service_date=sd,
+                    provider=provider,
+                    department="Cardiology",
+                    procedure_code=code,
+                    adjustments=[cause],
+                    remarks=[] if prefix == "g" else ["M15"],
+                    amount=cause[2],
+                )
+            )
+    add(
+        ack(
+            "a-g1",
+            occurred_at="2026-04-28T10:00:00Z",
+            provider=GARCIA,
+            root_cause="diagnosis_mismatch",
+            procedure_code="93000",
+            response="disputed",
+            comment="The diagnosis is on the order; the ECG note links to it.",
+        )
+    )
+    add(
+        ack(
+            "a-w1",
+            occurred_at="2026-04-29T10:00:00Z",
+            provider=WALSH,
+            root_cause="bundling",
+            procedure_code="99214",
+            response="disputed",
+        )
+    )
+    add(
+        review(
+            "r-w1",
+            occurred_at="2026-05-01T10:00:00Z",
+            provider=WALSH,
+            root_cause="bundling",
+            procedure_code="99214",
+            outcome="withdrawn",
+            comment="The payer applied the edit in error; appeals are filed.",
+        )
+    )
+    # KIM: three 99213 visits whose documented MDM (moderate) supports 99214: undercoding, no denial needed.
+    for i, day in enumerate(("2026-05-04", "2026-05-11", "2026-05-18"), start=1):
+        add(
+            note(
+                f"n-k{i}",
+                signed_at=f"{day}T18:00:00Z",
+                service_date=day,
+                provider=KIM,
+                department="Family Medicine",
+                procedure_codes=["99213"],
+                mdm_level="moderate",
+            )
+        )
+    add(
+        review(
+            "r-g1",
+            occurred_at="2026-05-19T10:00:00Z",
+            provider=GARCIA,
+            root_cause="diagnosis_mismatch",
+            procedure_code="93000",
+            outcome="upheld",
+            comment="The claim carried no diagnosis for the ECG; please document it in the note.",
+        )
+    )
     # Months later: the clock passes PATEL's quiet period (resolution), then PATEL has one more denial.
     add(
         note(
@@ -331,6 +432,17 @@ def scenario_events() -> list[dict[str, object]]:
             adjustments=[("CO", "16", "90.00")],
             remarks=["M127"],
             amount="90.00",
+        )
+    )
+    # RIVERA's dormant episode: a denial for a visit after the feedback continues it as a recurrence.
+    add(
+        claim(
+            "d-1009",
+            occurred_at="2026-06-15T12:00:00Z",
+            service_date="2026-05-18",
+            provider=RIVERA,
+            adjustments=em,
+            amount="185.00",
         )
     )
     return events

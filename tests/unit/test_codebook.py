@@ -99,6 +99,7 @@ def test_administrative_root_causes_are_billing_only() -> None:
     clinician = {c for c in RootCause if BOOK.is_clinician_facing(c)}
     assert clinician == {
         RootCause.EM_LEVEL_UNSUPPORTED,
+        RootCause.EM_LEVEL_UNDERCODED,
         RootCause.RECORDS_MISSING,
         RootCause.MEDICAL_NECESSITY_UNSUPPORTED,
         RootCause.FREQUENCY_UNSUPPORTED,

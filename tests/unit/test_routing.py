@@ -217,6 +217,14 @@ def test_a_systemic_escalation_holds_per_provider_escalations_of_its_pair_until_
     assert desk.state.take_changes().inhibitions  # the stage persists openings and closings
 
 
+def test_a_systemic_escalation_does_not_hold_an_unanswered_dispute_of_its_pair() -> None:
+    # A process gap across providers does not answer one clinician's dispute: its owner team still must.
+    desk = Desk()
+    desk.route(systemic([pattern(A), pattern(B), pattern(C)], at(1)))
+    disputed = desk.route(escalation(pattern(B), at(2), reason="dispute_unanswered"))
+    assert disputed.delivery == "digest" and disputed.delivery_reason == "digest:escalations"
+
+
 def test_the_stage_can_open_an_inhibition_without_the_message() -> None:
     desk = Desk()
     desk.router.systemic_opened("Internal Medicine", "em_level_unsupported", at(0), desk.state)

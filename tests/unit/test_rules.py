@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 
-from engine.domain.model import PatternStatus
-from tests.support.events import ack, claim, note, npi
+from engine.domain.model import PatternKey, PatternStatus
+from schemas import RootCause
+from tests.support.events import ack, claim, note, npi, review
 from tests.support.world import World
 
 A = npi("123456789")
@@ -366,17 +368,20 @@ def test_a_note_signed_before_feedback_gets_no_alert_and_does_not_count_as_compl
     assert world.pattern(A).compliant_notes == 0
 
 
-def test_resolution_needs_quiet_days_and_compliant_notes_then_a_new_case_starts_a_new_episode() -> None:
+def test_resolution_needs_quiet_days_compliant_notes_and_visits_old_enough_to_judge_then_a_new_episode() -> None:
     world = World()
     three_denials(world)
     world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
-    world.advance("2026-05-01T00:00:00Z")  # quiet for 60 days, but no compliant notes yet
-    assert world.notifications("pattern_resolved") == []
-    for i, day in enumerate(("2026-05-04", "2026-05-05", "2026-05-06")):
+    for i, day in enumerate(("2026-03-02", "2026-03-03", "2026-03-04")):
         world.send(note(f"ok{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, mdm_level="high"))
+    # Quiet for 60 days on April 17 and three compliant notes, but the last one is not yet 45 days old.
+    world.advance("2026-04-17T12:00:00Z")
+    assert world.notifications("pattern_resolved") == []
+    world.advance("2026-04-30T00:00:00Z")
     resolved = world.notifications("pattern_resolved")
     assert sorted(n.audience for n in resolved) == ["billing", "clinician"]
-    assert {n.created_at.isoformat() for n in resolved} == {"2026-05-06T17:00:00+00:00"}
+    assert {n.created_at.isoformat() for n in resolved} == {"2026-04-18T00:00:00+00:00"}  # March 4 + 45 days
+    assert "working" in resolved[0].body + resolved[1].body
     first = world.pattern(A)
     assert first.status is PatternStatus.RESOLVED
 
@@ -387,8 +392,122 @@ def test_resolution_needs_quiet_days_and_compliant_notes_then_a_new_case_starts_
     assert second.status is PatternStatus.OPEN and second.case_count == 3
 
 
-def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
+def test_quiet_without_visits_is_dormant_billing_is_told_once_and_the_clinician_is_not_thanked() -> None:
+    world = World()
+    three_denials(world)
+    world.send(ack("ack", occurred_at="2026-02-17T09:00:00Z", provider=A))
+    world.advance("2026-08-01T00:00:00Z")  # the provider's visits stopped: silence, not evidence
+    assert world.notifications("pattern_resolved") == []
+    dormant = world.notifications("pattern_dormant")
+    assert [(n.audience, n.created_at.isoformat()) for n in dormant] == [("billing", "2026-04-17T09:00:00+00:00")]
+    assert "no visits to judge by" in dormant[0].body.lower() and "working" not in dormant[0].body
+    assert world.pattern(A).status is PatternStatus.DORMANT
+
+
+def test_a_dormant_pattern_resolves_once_later_visits_are_old_enough_to_judge() -> None:
+    world = World()
+    three_denials(world)
+    world.advance("2026-05-01T00:00:00Z")
+    assert world.pattern(A).status is PatternStatus.DORMANT
+    for i, day in enumerate(("2026-05-04", "2026-05-05", "2026-05-06")):
+        world.send(note(f"ok{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, mdm_level="high"))
+    world.advance("2026-07-01T00:00:00Z")
+    resolved = world.notifications("pattern_resolved")
+    assert {n.created_at.isoformat() for n in resolved} == {"2026-06-20T00:00:00+00:00"}  # May 6 + 45 days
+    assert len(world.notifications("pattern_dormant")) == 1
+
+
+def may_denials(world: World, provider: str) -> None:
+    """Three 99215 visits in April, denied in May: opens on May 15 at 09:00."""
+    for i, (visit, denied) in enumerate((("2026-04-06", "05-01"), ("2026-04-13", "05-08"), ("2026-04-20", "05-15"))):
+        world.send(
+            claim(
+                f"{provider}-may-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=provider,
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+
+
+def test_dormant_patterns_do_not_count_as_open_for_systemic_until_they_recur() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, C)
+    world.advance("2026-05-01T00:00:00Z")
+    assert world.pattern(A).status is PatternStatus.DORMANT and world.pattern(C).status is PatternStatus.DORMANT
+    may_denials(world, D)
+    assert world.escalations("systemic") == []  # A and C are dormant: nobody is being asked to act on them
+    later_denial(world, "a-back", "2026-05-18", "2026-06-01T09:00:00Z", provider=A)
+    assert world.escalations("systemic") == []
+    later_denial(world, "c-back", "2026-05-19", "2026-06-02T09:00:00Z", provider=C)
+    [systemic] = world.escalations("systemic")
+    assert systemic.facts.providers == sorted([A, C, D])
+
+
+def test_a_withdrawn_pattern_leaves_the_departments_open_patterns() -> None:
+    world = World()
+    three_denials(world, A)
+    three_denials(world, C)
+    world.send(ack("dispute", occurred_at="2026-02-18T09:00:00Z", provider=A, response="disputed"))
+    world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn"))
+    for i, (visit, denied) in enumerate((("2026-02-02", "02-23"), ("2026-02-09", "02-24"), ("2026-02-16", "02-25"))):
+        world.send(
+            claim(
+                f"d-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=D,
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+    assert world.pattern(D).status is PatternStatus.OPEN
+    assert world.escalations("systemic") == []  # C and D only: the withdrawn feedback is not a process gap
+
+
+def test_a_later_case_continues_a_dormant_episode_as_a_recurrence() -> None:
+    world = World()
+    three_denials(world)
+    world.advance("2026-05-01T00:00:00Z")
+    dormant = world.pattern(A)
+    assert dormant.status is PatternStatus.DORMANT
+    later_denial(world, "back", "2026-05-04", "2026-06-01T09:00:00Z")
+    again = world.pattern(A)
+    assert again.pattern_id == dormant.pattern_id and again.status is PatternStatus.OPEN
+    assert again.post_feedback_cases == 1 and again.case_count == 4
+    assert len(world.notifications("pattern_recurring")) == 2
+
+
+def test_visits_that_became_cases_are_not_exposure() -> None:
     world = World(resolve_compliant_notes=0)
+    three_denials(world)
+    for i, day in enumerate(("2026-02-23", "2026-02-24", "2026-02-25")):
+        world.send(note(f"v{i}", signed_at=f"{day}T17:00:00Z", service_date=day, provider=A, encounter_id=f"ENC-v{i}"))
+    assert len(world.pattern(A).exposure) == 3
+    # Two of those visits come back denied for the same reason: one visit left to judge by.
+    for i in (0, 1):
+        world.send(
+            claim(
+                f"dv{i}",
+                occurred_at=f"2026-03-2{i}T09:00:00Z",
+                service_date=f"2026-02-2{3 + i}",
+                provider=A,
+                encounter_id=f"ENC-v{i}",
+                adjustments=EM,
+                amount="185.00",
+            )
+        )
+    assert [e.encounter_id for e in world.pattern(A).exposure] == ["ENC-v2"]
+    world.advance("2026-06-30T00:00:00Z")
+    assert world.notifications("pattern_resolved") == []
+    assert world.pattern(A).status is PatternStatus.DORMANT
+
+
+def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
+    world = World(resolve_compliant_notes=0, resolve_exposure=0)
     three_denials(world)
     later_denial(world, "recent", "2026-03-30", "2026-04-10T09:00:00Z")
     world.advance("2026-05-28T00:00:00Z")  # over 60 days after feedback, but the March 30 visit is recent
@@ -397,7 +516,25 @@ def test_a_recent_visit_with_the_gap_postpones_resolution() -> None:
     assert world.notifications("pattern_resolved")[0].created_at.isoformat() == "2026-05-29T00:00:00+00:00"
 
 
-def test_root_causes_without_a_check_resolve_on_quiet_alone() -> None:
+def test_administrative_root_causes_resolve_on_quiet_alone() -> None:
+    world = World()
+    for i in range(3):
+        world.send(
+            claim(
+                f"f{i}",
+                occurred_at=f"2026-02-0{i + 2}T09:00:00Z",
+                service_date=f"2026-01-0{i + 5}",
+                provider=A,
+                adjustments=[("CO", "27", "100.00")],
+                remarks=["N30"],
+                procedure_code="97110",
+            )
+        )
+    world.advance("2026-04-30T00:00:00Z")
+    assert [n.audience for n in world.notifications("pattern_resolved")] == ["billing"]
+
+
+def test_clinician_root_causes_without_a_check_still_need_visits_to_judge_by() -> None:
     world = World()
     for i in range(3):
         world.send(
@@ -412,7 +549,8 @@ def test_root_causes_without_a_check_resolve_on_quiet_alone() -> None:
             )
         )
     world.advance("2026-04-30T00:00:00Z")
-    assert len(world.notifications("pattern_resolved")) == 2
+    assert world.notifications("pattern_resolved") == []
+    assert [n.audience for n in world.notifications("pattern_dormant")] == ["billing"]
 
 
 # ---- the clock ------------------------------------------------------------------------------------------
@@ -453,3 +591,229 @@ def test_clinician_messages_name_the_gap_without_money_or_coding_advice() -> Non
         assert message.pattern.amount_at_risk is None and message.pattern.reason_codes is None
     billing = world.notifications("pattern_opened", "billing")[0]
     assert "$555.00" in billing.body and "CO-150" in billing.body
+
+
+# ---- disputes and reviews -------------------------------------------------------------------------------
+
+
+def disputed(world: World, comment: str = "The visits were time-based; the minutes are in the note.") -> None:
+    three_denials(world)  # opens on Feb 16 09:00
+    world.send(ack("dispute", occurred_at="2026-02-18T09:00:00Z", provider=A, response="disputed", comment=comment))
+
+
+def test_a_dispute_opens_a_review_for_the_owner_team_and_pauses_reminders() -> None:
+    world = World()
+    disputed(world)
+    reviews = world.notifications("review_requested")
+    # The owner team of em_level_unsupported (codebook `owner`, routing.json), as for its escalations.
+    assert [(n.audience, n.recipient.type, n.recipient.id) for n in reviews] == [
+        ("billing", "team", "clinical_documentation")
+    ]
+    assert "time-based" in reviews[0].body
+    world.advance("2026-03-03T00:00:00Z")  # past the reminder (Feb 23) and the unacknowledged delay (Mar 2)
+    assert world.notifications("reminder") == [] and world.escalations("unacknowledged") == []
+    assert world.pattern(A).disputes == 1 and not world.pattern(A).acknowledged
+
+
+def test_an_unanswered_dispute_escalates_to_the_owner_team_lead_after_the_unacknowledged_delay() -> None:
+    world = World()
+    disputed(world)
+    world.advance("2026-03-10T00:00:00Z")
+    [escalation] = world.escalations("dispute_unanswered")
+    # The owner team's level-1 role (routing.json), the same ownership every escalation uses.
+    assert escalation.level == 1 and escalation.target.role == "department_lead"
+    assert escalation.target.team == "clinical_documentation"
+    assert escalation.created_at.isoformat() == "2026-03-04T09:00:00+00:00"
+    assert "dispute" in escalation.summary and "the clinicians, with CDI support" in escalation.summary
+
+
+def test_a_dispute_of_a_coding_owned_pattern_goes_to_coding_and_escalates_to_its_manager() -> None:
+    world = World()
+    for i, (visit, denied) in enumerate((("2026-01-05", "02-02"), ("2026-01-12", "02-09"), ("2026-01-19", "02-16"))):
+        # CARC 4: modifier_or_code_invalid, owned by coding
+        world.send(
+            claim(
+                f"m-{i}",
+                occurred_at=f"2026-{denied}T09:00:00Z",
+                service_date=visit,
+                provider=A,
+                adjustments=[("CO", "4", "185.00")],
+                amount="185.00",
+            )
+        )
+    world.send(
+        ack(
+            "dispute",
+            occurred_at="2026-02-18T09:00:00Z",
+            provider=A,
+            root_cause="modifier_or_code_invalid",
+            response="disputed",
+        )
+    )
+    [requested] = world.notifications("review_requested")
+    assert (requested.recipient.type, requested.recipient.id) == ("team", "coding")
+    world.advance("2026-03-10T00:00:00Z")
+    [escalation] = world.escalations("dispute_unanswered")
+    assert (escalation.target.role, escalation.target.team) == ("coding_manager", "coding")
+
+
+def test_an_upheld_review_tells_the_clinician_why_and_resumes_the_loop() -> None:
+    world = World()
+    disputed(world)
+    world.send(
+        review(
+            "r1",
+            occurred_at="2026-02-20T09:00:00Z",
+            provider=A,
+            outcome="upheld",
+            comment="Time was recorded as 25 minutes.",
+        )
+    )
+    upheld = world.notifications("feedback_upheld", "clinician")
+    assert len(upheld) == 1 and "25 minutes" in upheld[0].body and "stands" in upheld[0].body
+    world.advance("2026-03-10T00:00:00Z")
+    reminders = world.notifications("reminder", "clinician")
+    assert [n.created_at.isoformat() for n in reminders] == ["2026-02-27T09:00:00+00:00"]  # 7 days after review
+    assert world.escalations("dispute_unanswered") == []
+    assert world.pattern(A).status is PatternStatus.OPEN
+
+
+def test_a_withdrawn_review_closes_the_pattern_and_tells_the_clinician() -> None:
+    world = World()
+    disputed(world)
+    world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn"))
+    withdrawn = world.notifications("feedback_withdrawn", "clinician")
+    assert len(withdrawn) == 1 and "withdrawn" in withdrawn[0].body
+    assert world.pattern(A).status is PatternStatus.WITHDRAWN
+    world.advance("2026-06-30T00:00:00Z")
+    assert world.notifications("reminder") == [] and world.escalations() == []
+    assert world.notifications("pattern_dormant") == [] and world.notifications("pattern_resolved") == []
+
+
+def test_a_review_without_a_dispute_changes_nothing() -> None:
+    world = World()
+    three_denials(world)
+    assert world.send(review("r1", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="withdrawn")) == []
+    assert world.pattern(A).status is PatternStatus.OPEN
+
+
+@pytest.mark.parametrize("response", ["maybe-later", "ACCEPTED", "agree"])
+def test_an_acknowledgement_with_an_unknown_response_is_rejected_naming_the_field(response: str) -> None:
+    from schemas import InvalidEvent, decode_event
+
+    with pytest.raises(InvalidEvent) as rejected:
+        decode_event(json.dumps(ack("a", occurred_at="2026-02-18T09:00:00Z", provider=A, response=response)))
+    assert rejected.value.reason == "invalid event: response: literal_error"
+
+
+# ---- pre-bill alerts a clinician can act on ----------------------------------------------------------------
+
+
+def test_a_pre_bill_alert_names_the_note_and_what_its_check_found_missing() -> None:
+    world = World()
+    three_denials(world)
+    world.send(
+        note(
+            "n1",
+            signed_at="2026-02-20T17:00:00Z",
+            service_date="2026-02-20",
+            provider=A,
+            encounter_id="ENC-77",
+            mdm_level="moderate",
+        )
+    )
+    clinician = world.notifications("pre_bill_alert", "clinician")[0]
+    assert clinician.note is not None
+    assert (clinician.note.note_id, clinician.note.encounter_id, clinician.note.service_date.isoformat()) == (
+        "NOTE-n1",
+        "ENC-77",
+        "2026-02-20",
+    )
+    assert clinician.note.missing == ["mdm_below_level", "time_not_recorded"]
+    assert "NOTE-n1" in clinician.body and "ENC-77" in clinician.body and "2026-02-20" in clinician.body
+    assert "the total time on the date of the visit is not recorded" in clinician.body
+    assert "documentation supports" in clinician.body and "no change needed" in clinician.body
+    billing = world.notifications("pre_bill_alert", "billing")[0]
+    assert billing.note == clinician.note and "NOTE-n1" in billing.body
+    assert all(n.note is None for n in world.notifications() if n.kind != "pre_bill_alert")
+
+
+def test_no_change_needed_answers_an_alert_without_accepting_or_disputing_the_feedback() -> None:
+    world = World()
+    three_denials(world)
+    world.send(note("n1", signed_at="2026-02-20T17:00:00Z", service_date="2026-02-20", provider=A, mdm_level="low"))
+    alert = world.notifications("pre_bill_alert", "clinician")[0]
+    world.send(
+        ack("a1", occurred_at="2026-02-21T09:00:00Z", notification_id=alert.notification_id, response="not_applicable")
+    )
+    pattern = world.pattern(A)
+    assert pattern.alerts_no_change == 1 and not pattern.acknowledged and pattern.disputes == 0
+    world.advance("2026-02-24T00:00:00Z")
+    assert len(world.notifications("reminder", "clinician")) == 1  # the feedback itself still awaits an answer
+
+
+def test_clinician_e_m_guidance_is_neutral() -> None:
+    world = World()
+    three_denials(world)
+    opened = world.notifications("pattern_opened", "clinician")[0]
+    assert "select the level that the documentation supports" in opened.guidance.lower()
+    assert "neither higher nor lower" in opened.guidance
+
+
+# ---- both directions of E/M level ------------------------------------------------------------------------
+
+
+def undercoded_note(world: World, i: int, day: str, provider: str = A, **overrides: object) -> list[object]:
+    return world.send(  # type: ignore[return-value]
+        note(
+            f"u{i}",
+            signed_at=f"{day}T17:00:00Z",
+            service_date=day,
+            provider=provider,
+            procedure_codes=["99213"],
+            mdm_level="moderate",  # supports 99214
+            **overrides,  # type: ignore[arg-type]
+        )
+    )
+
+
+def test_notes_whose_documentation_supports_a_higher_level_form_an_undercoding_pattern_without_denials() -> None:
+    world = World()
+    undercoded_note(world, 1, "2026-03-02")
+    undercoded_note(world, 2, "2026-03-09")
+    assert world.notifications() == []
+    undercoded_note(world, 3, "2026-03-16")
+    pattern = world.pattern(A, "em_level_undercoded", "99213")
+    assert pattern.status is PatternStatus.OPEN and pattern.case_count == 3
+    assert pattern.amount_at_risk == Decimal("120.00")  # 3 x (99214 130.00 - 99213 90.00), an estimate
+    clinician = world.notifications("pattern_opened", "clinician")[0]
+    billing = world.notifications("pattern_opened", "billing")[0]
+    assert "select the level that the documentation supports" in clinician.guidance.lower()
+    assert "found in a review of signed notes" in clinician.body and "came back" not in clinician.body
+    assert "$120.00 estimated left unbilled" in billing.body and "supports-99214" in billing.body
+    assert billing.recipient.id == "billing"
+
+
+def test_an_addendum_to_an_undercoded_visit_is_the_same_case() -> None:
+    world = World()
+    undercoded_note(world, 1, "2026-03-02", encounter_id="ENC-1")
+    undercoded_note(world, 2, "2026-03-02", encounter_id="ENC-1")
+    undercoded_note(world, 3, "2026-03-09")
+    assert world.pattern(A, "em_level_undercoded", "99213").case_count == 2
+
+
+def test_a_note_at_its_supported_level_is_no_undercoding_case() -> None:
+    world = World()
+    for i, day in enumerate(("2026-03-02", "2026-03-09", "2026-03-16")):
+        world.send(
+            note(
+                f"ok{i}",
+                signed_at=f"{day}T17:00:00Z",
+                service_date=day,
+                provider=A,
+                procedure_codes=["99214"],
+                mdm_level="moderate",
+                total_time_minutes=35,
+            )
+        )
+    assert world.state.current_pattern(PatternKey(A, RootCause.EM_LEVEL_UNDERCODED, "99214")) is None

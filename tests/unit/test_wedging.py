@@ -74,10 +74,10 @@ def test_a_fault_in_one_patterns_timer_quarantines_that_pattern_and_nothing_else
     compose = world.engine.compose
     original = compose.notification
 
-    def broken_for_a(kind, audience, pattern, now, about=""):  # type: ignore[no-untyped-def]
+    def broken_for_a(kind, audience, pattern, now, *rest):  # type: ignore[no-untyped-def]
         if pattern.provider_npi == A and kind == "reminder":
             raise ArithmeticError("a defect in building one pattern's reminder")
-        return original(kind, audience, pattern, now, about)
+        return original(kind, audience, pattern, now, *rest)
 
     object.__setattr__(compose, "notification", broken_for_a)
 

@@ -1,0 +1,40 @@
+"""Reviews are co-partitioned with the other inbound topics: keyed by the pattern's provider NPI."""
+
+from __future__ import annotations
+
+import json
+
+from engine.partitioning import INPUTS, input_of, provider_of, task_of_npi
+from engine.replay import inbound_topic_names
+from engine.serve import inbound_topics
+from engine.settings import Settings
+from schemas import decode_event
+from tests.support.events import ack, claim, npi, review
+
+A = npi("100000001")
+
+
+def test_a_review_is_its_own_input_and_goes_to_its_patterns_provider_task() -> None:
+    reviewed = decode_event(json.dumps(review("r", occurred_at="2026-02-20T09:00:00Z", provider=A, outcome="upheld")))
+    denied = decode_event(
+        json.dumps(claim("c", occurred_at="2026-02-20T09:00:00Z", service_date="2026-02-01", provider=A))
+    )
+    assert input_of(reviewed) == "reviews" and "reviews" in INPUTS
+    assert provider_of(reviewed) == A
+    assert task_of_npi(provider_of(reviewed) or "", 6) == task_of_npi(provider_of(denied) or "", 6)
+
+
+def test_a_review_naming_only_a_notification_waits_for_that_notifications_provider() -> None:
+    reviewed = decode_event(
+        json.dumps(review("r", occurred_at="2026-02-20T09:00:00Z", notification_id="n-1", outcome="withdrawn"))
+    )
+    answered = decode_event(json.dumps(ack("a", occurred_at="2026-02-20T09:00:00Z", notification_id="n-1")))
+    assert provider_of(reviewed) is None and provider_of(answered) is None
+    assert input_of(answered) == "acks"
+
+
+def test_serve_and_replay_read_the_reviews_topic_among_the_co_partitioned_inputs() -> None:
+    settings = Settings(topic_reviews="reviews.topic")
+    assert "reviews.topic" in inbound_topics(settings)  # subscribed, declared and in the partition-count check
+    assert inbound_topic_names(settings)["reviews"] == "reviews.topic"
+    assert list(inbound_topic_names(settings)) == list(INPUTS)  # the tie-break order serve uses too
