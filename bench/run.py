@@ -11,8 +11,8 @@ throughput  BENCH_EVENTS simulated events (first N lines of a seeded simulator f
             - the baseline: a bare aiokafka pipe (bench/pipe.py: consume, json.loads, produce one message per
               input, commit);
             - `docloop serve` on a fresh PostgreSQL database, ready = its "docloop serving" log line; done =
-              lag 0 AND the outbox drained (no row with published_at IS NULL, none waiting to be routed). Its peak RSS (VmHWM) is the
-              memory figure.
+              lag 0 AND the outbox drained (no row with published_at IS NULL, none waiting to be routed). Its
+              peak RSS (VmHWM) is the memory figure.
             ratio = engine events/s / pipe events/s.
 replay      `docloop replay` of the same N events on SQLite (a subprocess, wall time), events/s.
 scale       BENCH_SCALE_EVENTS events through serve on an empty store and on a store pre-loaded with

@@ -1,4 +1,4 @@
-"""the routing stage: queued per-fact messages, digest groups, silences and systemic closures to apply, inhibitions, its clock
+"""the routing stage: queued messages, digest groups, silences and closures to apply, inhibitions, its clock
 
 Revision ID: 0006
 Revises: 0005
@@ -88,7 +88,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("routing_volume", "routing_inhibitions", "routing_silences", "routing_events", "routing_groups", "routing_queue"):
+    tables = ("routing_volume", "routing_inhibitions", "routing_silences", "routing_events", "routing_groups")
+    for table in (*tables, "routing_queue"):
         op.drop_table(table)
     with op.batch_alter_table("engine_state", schema=None) as batch_op:
         batch_op.drop_column("routing_clock")
