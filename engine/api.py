@@ -31,9 +31,10 @@ from engine.domain.routing_config import RoutingConfig
 from engine.settings import Settings
 from engine.store import queries
 from schemas import EscalationRaised, FeedbackNotification, RootCause
-from schemas.outbound import EscalationFacts, EscalationRole
+from schemas.outbound import EscalationFacts, EscalationReason, EscalationRole
 
 API_VERSION = "1"
+PatternStatusName = Literal["pending", "open", "resolved", "dormant", "withdrawn"]  # engine.domain.model.PatternStatus
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
@@ -76,7 +77,7 @@ class Pattern(ApiModel):
     root_cause: RootCause
     procedure_code: str
     episode: int
-    status: Literal["pending", "open", "resolved"]
+    status: PatternStatusName
     case_count: int
     post_feedback_cases: int
     amount_at_risk: str = Field(description="US dollars, two decimals, as a string (exact)")
@@ -122,7 +123,7 @@ class Escalation(ApiModel):
     level: Literal[1, 2]
     role: EscalationRole = Field(description="who it goes to: the level-1 or level-2 role of the owner team")
     team: str = Field(description="the team that owns the root cause (routing.json)")
-    reason: Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"]
+    reason: EscalationReason
     department: str
     root_cause: RootCause
     pattern_id: str | None = Field(description="null for a systemic escalation (a department and root cause)")
@@ -172,7 +173,7 @@ class PatternQuery(Page):
     provider: str | None = Field(None, description="rendering provider NPI")
     department: str | None = None
     root_cause: RootCause | None = None
-    status: Literal["pending", "open", "resolved"] | None = None
+    status: PatternStatusName | None = None
 
 
 class EscalationQuery(Page):
@@ -180,7 +181,7 @@ class EscalationQuery(Page):
         None, description="owner role (routing.json): a root cause's team escalates to its level-1, then level-2 role"
     )
     department: str | None = None
-    reason: Literal["recurrence_after_feedback", "unacknowledged", "amount_at_risk", "systemic"] | None = None
+    reason: EscalationReason | None = None
     state: Literal["open", "closed"] | None = None
 
 

@@ -38,7 +38,7 @@ def clinical_effect(tmp: Path, learned_gap_factor: float) -> dict[str, Any]:
         finally:
             await database.dispose()
 
-    effect: dict[str, Any] = asyncio.run(report())["effect"]
+    effect: dict[str, Any] = asyncio.run(report())["effect_estimate"]
     assert effect["headline"] == "clinical"
     clinical: dict[str, Any] = effect["clinical"]
     return clinical

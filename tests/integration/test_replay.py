@@ -162,7 +162,7 @@ def test_replay_prints_a_summary_and_report_reads_the_store(tmp_path: Path) -> N
     assert (totals["disputes"], totals["disputes_upheld"], totals["alerts_no_change"]) == (2, 1, 1)
     assert {p["status"] for p in data["patterns"]} == {"open", "dormant", "resolved", "withdrawn"}
     assert (data["undercoding"]["patterns"], data["undercoding"]["unbilled_estimate"]) == (1, "120.00")
-    assert data["effect"]["clinical"]["verdict"] == "too few data"
+    assert data["effect_estimate"]["clinical"]["verdict"] == "too few data"
     assert all(
         set(p)
         >= {

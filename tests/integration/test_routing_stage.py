@@ -140,17 +140,27 @@ async def test_a_silence_holds_what_it_matches_from_its_start_until_it_is_expire
 async def test_a_systemic_escalation_inhibits_its_pair_until_the_pair_has_no_open_pattern(
     database: AsyncEngine, store_url: str
 ) -> None:
+    """Internal Medicine's E/M pair: the systemic escalation holds the per-provider escalations raised while
+    it is open; once no pattern of the pair is open (the last ones went dormant), the inhibition is gone."""
     p = processor(database, store_url)
     await apply_scenario(p)
-    await p.run_department_stage(everything=True)
-    async with database.connect() as conn:
+    async with database.begin() as conn:
+        stage = await repository.run_department_stage(conn, p.departments, 1, timedelta(0), WALL, everything=True)
+        await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
+        await routing_store.record_closures(conn, [routing_store.Closure(*c) for c in stage.closed])
+    pair = ("Internal Medicine", "em_level_unsupported")
+    closed_at = min(at for at, *closed in stage.closed if tuple(closed) == pair)
+    # Route up to just before the pair closed: the inhibition stands.
+    async with database.begin() as conn:
+        await routing_store.run_routing_stage(conn, p.router, closed_at)
         inhibitions = (await conn.execute(select(t.routing_inhibitions.c.key))).scalars().all()
     assert inhibitions == [
         "systemic escalation covers its providers|department=Internal Medicine|root_cause=em_level_unsupported"
     ]
-    async with database.begin() as conn:
-        closed = routing_store.Closure(datetime(2026, 9, 1, tzinfo=UTC), "Internal Medicine", "em_level_unsupported")
-        await routing_store.record_closures(conn, [closed])
     await p.run_department_stage(everything=True)
     async with database.connect() as conn:
         assert (await conn.execute(select(t.routing_inhibitions))).all() == []
+    escalations = [m for m in await published(database) if "escalation_id" in m]
+    held = [m for m in escalations if (m["delivery_reason"] or "").startswith("inhibited:")]
+    assert held and all((m["department"], m["root_cause"]) == pair and m["pattern_id"] for m in held)
+    assert all(m["created_at"] < closed_at.isoformat().replace("+00:00", "Z") for m in held)
