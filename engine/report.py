@@ -518,7 +518,9 @@ def _escalations(
         pattern = patterns.get(e.pattern_id) if e.pattern_id else None
         if e.pattern_id is not None:
             fallback = [pattern["provider_npi"]] if pattern else []
-        else:  # systemic: the providers with open patterns of that department and cause now
+        elif e.providers:  # systemic: the providers it named, as stored with it
+            fallback = e.providers.split(",")
+        else:  # (a store from before escalations kept them): those with open patterns of the pair now
             fallback = sorted(open_pairs.get((e.department, e.root_cause), ()))
         providers = list((message.get("facts") or {}).get("providers") or fallback)
         if scope.department is not None and e.department != scope.department:

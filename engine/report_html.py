@@ -198,7 +198,9 @@ class _Page:
     def __init__(self, report: dict[str, Any], limit: int | None) -> None:
         self.report = report
         self.limit = limit
-        self.names = {r["provider_npi"]: r["provider_name"] for r in report["by_provider"]}
+        # Every listed pattern's provider (undercoding and withdrawn patterns are listed, not in the figures).
+        self.names = {p["provider_npi"]: p["provider_name"] for p in report["patterns"]}
+        self.names |= {r["provider_npi"]: r["provider_name"] for r in report["by_provider"]}
         self.by_id = {p["pattern_id"]: p for p in report["patterns"]}
 
     def top(self, rows: Sequence[Any]) -> Sequence[Any]:

@@ -597,6 +597,7 @@ def _escalation_row(e: EscalationRaised) -> dict[str, Any]:
         "root_cause": e.root_cause.value,
         "created_at": e.created_at,
         "summary": e.summary[:1000],
+        "providers": ",".join(e.facts.providers)[:2000] or None,
     }
 
 

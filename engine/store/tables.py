@@ -239,6 +239,8 @@ escalations = Table(
     Column("root_cause", String(40), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("summary", String(1000), nullable=False),
+    # The NPIs it names (comma separated): what the report shows once the published message is pruned.
+    Column("providers", String(2000), nullable=True),
 )
 
 # Who an NPI is, as the latest event that named the provider said (for the report; the rules never read it).

@@ -1,4 +1,4 @@
-"""the routing stage: queued messages, digest groups, silences and closures to apply, inhibitions, its clock
+"""the routing stage: queued messages, digest groups, silences, closures, inhibitions, its clock; escalations.providers
 
 Revision ID: 0006
 Revises: 0005
@@ -22,6 +22,8 @@ SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     with op.batch_alter_table("engine_state", schema=None) as batch_op:
         batch_op.add_column(sa.Column("routing_clock", TIMESTAMP, nullable=True))
+    with op.batch_alter_table("escalations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("providers", sa.String(length=2000), nullable=True))
     op.create_table(
         "routing_queue",
         sa.Column("seq", SEQ, autoincrement=True, nullable=False),
@@ -91,5 +93,7 @@ def downgrade() -> None:
     tables = ("routing_volume", "routing_inhibitions", "routing_silences", "routing_events", "routing_groups")
     for table in (*tables, "routing_queue"):
         op.drop_table(table)
+    with op.batch_alter_table("escalations", schema=None) as batch_op:
+        batch_op.drop_column("providers")
     with op.batch_alter_table("engine_state", schema=None) as batch_op:
         batch_op.drop_column("routing_clock")

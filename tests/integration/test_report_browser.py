@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from engine.report import status_text
 from engine.report_html import SECTIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -107,7 +108,7 @@ def test_the_report_reads_well_in_chromium(browser: Any, world: tuple[str, Path,
         (f"${Decimal(p['amount_at_risk']):,.2f}", str(p["case_count"])) for p in report["patterns"][:20]
     ]
     # Status is a word with a symbol, not a colour alone.
-    assert all(r[0] in {"● open", "✓ resolved"} for r in patterns)
+    assert all(r[0] in {status_text(s) for s in ("open", "resolved", "dormant", "withdrawn")} for r in patterns)
     escalations = rows(page, "escalations")
     assert len(escalations) == min(20, len(report["escalations"]))
     assert all(r[0] in {"● open", "✓ closed"} and r[1].isdigit() for r in escalations)
