@@ -378,9 +378,12 @@ async def build_report(
     undercoded = [p for p in listed if p["root_cause"] == UNDERCODED and p["status"] != "withdrawn"]
     patterns = [p for p in listed if p["status"] != "withdrawn" and p["root_cause"] != UNDERCODED]
     by_id = {p["pattern_id"]: p for p in patterns}
-    escalation_rows = [e for e in escalation_rows if e.pattern_id is None or e.pattern_id in by_id]
+    # Escalations about undercoding were sent like any other: listed; a withdrawn pattern's are not.
+    withdrawn_ids = {p["pattern_id"] for p in withdrawn}
+    escalation_rows = [e for e in escalation_rows if e.pattern_id not in withdrawn_ids]
 
-    escalations = _escalations(escalation_rows, escalation_messages, by_id, open_pairs, clock, scope)
+    escalated = by_id | {p["pattern_id"]: p for p in undercoded}
+    escalations = _escalations(escalation_rows, escalation_messages, escalated, open_pairs, clock, scope)
 
     case_days: dict[str, list[tuple[date, int]]] = defaultdict(list)
     for pattern_id, service_date, count in case_day_rows:

@@ -41,7 +41,8 @@ def test_the_demo_shows_the_loop_and_ends_with_a_report_that_agrees_with_the_sto
     report = report_json(tmp_path / "docloop.db")
     totals = report["totals"]
     headline = re.search(
-        r"Patterns: (\d+) \((\d+) open, (\d+) resolved, (\d+) dormant \(no visits to judge by\), (\d+) acknowledged\)",
+        r"Patterns: (\d+) \((\d+) open, (\d+) resolved, (\d+) dormant \(no visits to judge by\), (\d+) withdrawn, "
+        r"(\d+) acknowledged\)",
         out,
     )
     assert headline is not None
@@ -50,6 +51,7 @@ def test_the_demo_shows_the_loop_and_ends_with_a_report_that_agrees_with_the_sto
         totals["open"],
         totals["resolved"],
         totals["dormant"],
+        totals["withdrawn"],
         totals["acknowledged"],
     ]
     assert f"Escalations: {totals['escalations']} " in out
