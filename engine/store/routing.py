@@ -28,6 +28,7 @@ from engine.domain.routing import (
     RoutingState,
     Silence,
     drain_horizon,
+    message_id,
 )
 from engine.store import tables as t
 from engine.store.repository import OutboxRow, _chunks, _insert_new, _upsert, append_outbox
@@ -142,11 +143,11 @@ async def run_routing_stage(
 
     recipients = sorted({router.labels(m)["recipient"][0] for _, m in parsed})
     state = await _load_state(conn, clock, recipients, until, everything=drain)
-    keys = {m_id: row.key for row, m in parsed for m_id in [_id(m)]}
+    keys = {message_id(m): row.key for row, m in parsed}
 
     routed: list[Routed] = []
     steps: list[tuple[datetime, int, str, Any]] = [(e.occurred_at, 0, e.event_id, e) for e in events]
-    steps += [(m.created_at, 1, _id(m), m) for _, m in parsed]
+    steps += [(m.created_at, 1, message_id(m), m) for _, m in parsed]
     for at, rank, _, item in sorted(steps, key=lambda s: (s[0], s[1], s[2])):
         if rank == 1:
             routed += router.route(item, state, at)
@@ -161,7 +162,7 @@ async def run_routing_stage(
         routed += router.advance(until, state)
 
     await _save_state(conn, state)
-    await append_outbox(conn, [outbox_row(m, keys.get(_id(m))) for m in routed])
+    await append_outbox(conn, [outbox_row(m, keys.get(message_id(m))) for m in routed])
     await _count(conn, counts(routed, router.config))
     for chunk in _chunks([row.seq for row in queued]):
         await conn.execute(delete(t.routing_queue).where(t.routing_queue.c.seq.in_(chunk)))
@@ -170,14 +171,6 @@ async def run_routing_stage(
     if state.clock is not None and state.clock != clock:
         await conn.execute(update(t.engine_state).where(t.engine_state.c.id == 1).values(routing_clock=state.clock))
     return routed, len(queued) + len(events)
-
-
-def _id(message: Routed) -> str:
-    if isinstance(message, FeedbackNotification):
-        return message.notification_id
-    if isinstance(message, EscalationRaised):
-        return message.escalation_id
-    return message.digest_id
 
 
 async def _load_state(
