@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn, cast
 
 from pydantic import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import demo, simulate
@@ -87,6 +87,7 @@ async def open_store(url: str) -> AsyncEngine:
     try:
         async with database.connect() as conn:
             has_schema = await conn.run_sync(lambda sync: inspect(sync).has_table("patterns"))
+            version = await conn.scalar(text("SELECT version_num FROM alembic_version")) if has_schema else None
     except Exception as error:
         await database.dispose()
         raise CliError(f"cannot reach the database {masked(url)} ({type(error).__name__})", EXIT_UNREACHABLE) from None
@@ -94,6 +95,14 @@ async def open_store(url: str) -> AsyncEngine:
         await database.dispose()
         raise CliError(
             f"{masked(url)} holds no Docloop store (no tables): run `docloop db upgrade` first", EXIT_NO_DATA
+        )
+    from engine.store.migrate import head_revision
+
+    if version != head_revision():
+        await database.dispose()
+        raise CliError(
+            f"{masked(url)} holds a store at schema {version}, this docloop reads {head_revision()}: "
+            "run `docloop db upgrade` first"
         )
     return database
 

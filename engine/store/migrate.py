@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -21,3 +22,8 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Blocking (Alembic runs its own event loop): call it before starting one, or in a thread."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+def head_revision() -> str | None:
+    """The schema revision this code expects (the newest migration)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

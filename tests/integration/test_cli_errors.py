@@ -160,3 +160,11 @@ def test_version_and_an_example_in_every_help(tmp_path: Path) -> None:
         assert shown.returncode == 0 and "examples:\n  docloop" in shown.stdout.replace("  DOCLOOP", "  docloop"), (
             command
         )
+
+
+def test_report_on_a_store_of_an_older_schema_says_to_upgrade(tmp_path: Path) -> None:
+    from engine.store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0005")
+    fails(docloop("report", "--database-url", url, cwd=tmp_path), 2, "schema 0005", "docloop db upgrade")
