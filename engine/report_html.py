@@ -247,12 +247,7 @@ class _Page:
                 f"{totals['escalations_open']:,}",
                 f"oldest {plural(oldest, 'day')}" if oldest is not None else "none open",
             ),
-            (
-                "effect",
-                "Denials / 100 notes",
-                f"{format_rate(overall['before_per_100_notes'])} → {format_rate(overall['after_per_100_notes'])}",
-                f"before → after feedback, {plural(overall['patterns_compared'], 'pattern')} compared",
-            ),
+            self._effect_card(overall),
         ]
         kpis = (
             '<div class="kpis">'
@@ -327,6 +322,33 @@ class _Page:
             kpis,
             '<ul class="findings">' + "".join(f"<li>{f}</li>" for f in findings) + "</ul>",
             chart,
+        )
+
+    def _effect_card(self, overall: dict[str, Any]) -> tuple[str, str, str, str]:
+        """The headline is the clinical estimate against providers not told (issue #12), not the raw
+        before/after rates, which would credit feedback with what a quiet season or a lost payer did."""
+        estimate = self.report.get("effect_estimate")
+        if not estimate:
+            return (
+                "effect",
+                "Denials / 100 notes",
+                f"{format_rate(overall['before_per_100_notes'])} → {format_rate(overall['after_per_100_notes'])}",
+                f"before → after feedback, {plural(overall['patterns_compared'], 'pattern')} compared",
+            )
+        clinical = estimate["clinical"]
+        if clinical["estimate_per_100_notes"] is None:
+            return (
+                "effect",
+                "Effect of feedback",
+                clinical["verdict"],
+                "clinical patterns, against providers not told",
+            )
+        low, high = clinical["interval_95"]
+        return (
+            "effect",
+            "Effect of feedback",
+            f"{clinical['estimate_per_100_notes']:+.2f} / 100 notes",
+            f"95% interval {low:+.2f} to {high:+.2f}: {clinical['verdict']}",
         )
 
     def _at_risk_chart(self) -> str:
