@@ -207,7 +207,8 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
     rows.append(
         Row(
             f"3 replicas, events/s (N={so.get('events', 'na')}, "
-            f"+{so.get('proxy_delay_ms', 'na')} ms to PG{_median_of(so)})",
+            f"+{so.get('proxy_delay_ms', 'na')} ms to PG, "
+            f"{so.get('replica_cpu') or 'shared'} cores each{_median_of(so)})",
             fmt(three, 0),
             fmt(one, 0) + " (1 replica)" if one is not None else "na",
             fmt(xr, 3),

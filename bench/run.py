@@ -2,7 +2,7 @@
 
     python -m bench.run            # from the repository root, with the project's virtual environment
 
-Phases (BENCH_PHASES, comma separated, default all: throughput,replay,scale,latency,poison):
+Phases (BENCH_PHASES, comma separated, default all: throughput,replay,scale,latency,poison,scaleout):
 
 throughput  BENCH_EVENTS simulated events (first N lines of a seeded simulator file) are produced beforehand to
             fresh inbound topics (6 partitions, keyed by NPI). Then, one after the other, each consumer runs in
@@ -25,10 +25,16 @@ latency     a fresh serve and database process BENCH_WARMUP events first; then s
             pattern_opened (matched by pattern.provider_npi) minus when the third denial was handed to the
             producer. Probes count toward the offered rate.
 scaleout    BENCH_SCALEOUT_EVENTS events (default min(BENCH_EVENTS, 30000)) through serve with 1 replica and
-            with 3 replicas in one consumer group (6 partitions: 6 tasks), each run on a fresh database reached
-            through a loopback proxy that delays every chunk by BENCH_PROXY_DELAY_MS (default 2) each way
-            (bench/delay_proxy.py), so that the work is I/O-bound as over a real network and the 2 cores here are
-            not the limit. scaleout_ratio = events/s with 3 replicas / with 1; target >= 2.4 (issue #13).
+            with 3 replicas in one consumer group (6 partitions: 6 tasks), each run on fresh topics and a fresh
+            database reached through a loopback proxy that delays every chunk by BENCH_PROXY_DELAY_MS (default
+            2) each way (bench/delay_proxy.py), so that the work is I/O-bound as over a real network, and each
+            replica limited to BENCH_REPLICA_CPU cores (default 0.3; 0: no limit) by a cgroup CPU quota, as a
+            Kubernetes CPU limit does, so that the 2 cores shared here are not the limit (3 x 0.3 leaves the
+            rest for Kafka and PostgreSQL; needs root and the cgroup v1 cpu controller, else it says so). The
+            replicas start on empty topics; once the group is stable (every task assigned, unchanged for 2 s)
+            the events are produced, and the run is timed from the first produced to drained (the group's joins
+            are left out: they cost the same whatever the replicas can do). scaleout_ratio = events/s with 3
+            replicas / with 1; target >= 2.4 (issue #13).
 poison      the throughput phase's BENCH_EVENTS events, and the same events with one hostile record per 1,000
             (BENCH_POISON_EVERY) mixed in, each next to a real event under its key (cases from the test corpus,
             tests/support/hostile.py, starting with JSON nested 10,000 deep); serve runs over each, alternating,
@@ -126,6 +132,7 @@ class Config:
     poison_every: int = 1000
     scaleout_events: int = 30_000
     proxy_delay_ms: float = 2.0
+    replica_cpu: float = 0.3
 
     @classmethod
     def from_env(cls) -> Config:
@@ -139,6 +146,7 @@ class Config:
             scale_events=_int("BENCH_SCALE_EVENTS", min(events, 50_000)),
             scaleout_events=_int("BENCH_SCALEOUT_EVENTS", min(events, 30_000)),
             proxy_delay_ms=_float("BENCH_PROXY_DELAY_MS", 2.0),
+            replica_cpu=_float("BENCH_REPLICA_CPU", 0.3),
             scale_cases=_int("BENCH_SCALE_CASES", 1_000_000),
             scale_open_share=_float("BENCH_SCALE_OPEN_SHARE", 0.0),
             rate=_int("BENCH_RATE", 200),
@@ -183,6 +191,28 @@ def parse_event(value: bytes) -> Event:
     else:
         who = (event.get("pattern_key") or {}).get("provider_npi") or (event.get("acknowledged_by") or {}).get("id")
     return Event(value, kind, str(who).encode(), datetime.fromisoformat(event["occurred_at"]))
+
+
+async def stable_assignment(logs: Sequence[Path], partitions: int, timeout: float = 120) -> None:
+    """Wait until the replicas' latest "partitions assigned" lines cover every task once, unchanged for 2 s."""
+    deadline = time.monotonic() + timeout
+    last: list[list[int]] | None = None
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        latest = []
+        for path in logs:
+            tasks: list[int] = []
+            for line in path.read_text(errors="replace").splitlines():
+                if '"partitions assigned"' in line:
+                    with contextlib.suppress(ValueError, KeyError):
+                        tasks = json.loads(line)["tasks"]
+            latest.append(tasks)
+        if latest != last:
+            last, since = latest, time.monotonic()
+        elif sorted(t for tasks in latest for t in tasks) == list(range(partitions)) and time.monotonic() - since >= 2:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the consumer group did not settle in {timeout:.0f} s: {last}")
 
 
 def simulated(cfg: Config, count: int) -> tuple[Path, list[Event]]:
@@ -569,6 +599,39 @@ class Drain:
     pending_outbox: int | None = None
 
 
+class CpuLimits:
+    """Per-process CPU quotas (cgroup v1 `cpu` controller, as a Kubernetes CPU limit sets them), so that each
+    serve replica has cores of its own as on its own node, and the machine's 2 cores stop being the limit.
+    Where the controller cannot be written (not root, cgroup v2 only) it says so once and limits nothing."""
+
+    ROOT = Path("/sys/fs/cgroup/cpu")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.made: list[Path] = []
+        self.available: bool | None = None
+
+    def limit(self, name: str, pid: int, cores: float) -> None:
+        group = self.ROOT / f"{self.prefix}-{name}"
+        try:
+            group.mkdir(exist_ok=True)
+            self.made.append(group)
+            period = int((group / "cpu.cfs_period_us").read_text())
+            (group / "cpu.cfs_quota_us").write_text(str(int(period * cores)))
+            (group / "cgroup.procs").write_text(str(pid))
+            self.available = True
+        except OSError as error:
+            if self.available is None:
+                log(f"warning: no CPU limit per replica ({type(error).__name__}: {error}); the cores are shared")
+            self.available = False
+
+    def remove_all(self) -> None:
+        for group in self.made:
+            with contextlib.suppress(OSError):
+                group.rmdir()  # empty once its processes exited
+        self.made = []
+
+
 @dataclass
 class Bench:
     cfg: Config
@@ -583,6 +646,7 @@ class Bench:
         self.kafka = Kafka(self.cfg)
         self.dbs = Databases(self.cfg, self.run_id)
         self.procs = Processes(self.logs)
+        self.cpu_limits = CpuLimits(f"docloop-bench-{self.run_id}")
         self.topic_sets: dict[int, tuple[Topics, dict[TopicPartition, int]]] = {}
 
     # -- shared pieces --
@@ -902,11 +966,15 @@ class Bench:
             "poisoned_runs": poisoned,
         }
 
-    async def run_replicas(
-        self, label: str, topics: Topics, ends: dict[TopicPartition, int], replicas: int, proxy_port: int
-    ) -> dict[str, Any]:
+    async def run_replicas(self, label: str, n: int, replicas: int, proxy_port: int) -> dict[str, Any]:
         """`replicas` serve processes in one group on a fresh, migrated database reached through the delaying
-        proxy; events/s from the first ready to drained (lag 0 and outbox published)."""
+        proxy, started on fresh empty topics; once the group is stable (every task assigned, no rebalance in
+        sight) the first `n` simulated events are produced, and events/s runs from the first one produced to
+        drained (lag 0 and outbox published). The group's joins are left out: they cost the same seconds
+        whatever the replicas can do, and scale-out is about what they can do."""
+        _, events = simulated(self.cfg, n)
+        topics = Topics(f"bench.{self.run_id}.{label}.")
+        await self.kafka.create(topics)
         database = await self.dbs.create(label)
         subprocess.run(
             [sys.executable, "-m", "engine.cli", "db", "upgrade", "--database-url", self.dbs.url(database)],
@@ -916,7 +984,7 @@ class Bench:
             timeout=300,
         )
         url = make_url(self.dbs.url(database)).set(host="127.0.0.1", port=proxy_port)
-        group = f"{topics.prefix}{label}.engine"
+        group = f"{topics.prefix}engine"
         await settle()
         started = []
         for index in range(replicas):
@@ -926,18 +994,23 @@ class Bench:
             started.append(
                 self.procs.start(f"serve-{label}-{index}", [sys.executable, "-m", "engine.cli", "serve"], env)
             )
+            if self.cfg.replica_cpu:
+                self.cpu_limits.limit(f"{label}-{index}", started[-1][0].pid, self.cfg.replica_cpu)
         try:
-            ready = min([await Processes.ready(process, path, '"docloop serving"') for process, path in started])
-            drain = await self.drain(group, ends, ready, started[0][0], database, self.cfg.run_timeout)
+            for process, path in started:
+                await Processes.ready(process, path, '"docloop serving"')
+            await stable_assignment([path for _, path in started], self.cfg.partitions)
+            begun = time.time()
+            ends = await self.kafka.produce(topics, events)
+            drain = await self.drain(group, ends, begun, started[0][0], database, self.cfg.run_timeout)
         finally:
             for process, _ in started:
                 await self.procs.stop(process)
-        total = sum(ends.values())
-        return {"database": database, "replicas": replicas, **self._figures(drain, total, None, None, {})}
+            self.cpu_limits.remove_all()
+        return {"database": database, "replicas": replicas, **self._figures(drain, sum(ends.values()), None, None, {})}
 
     async def scaleout(self) -> None:
         n, repeat = self.cfg.scaleout_events, self.cfg.repeat
-        topics, ends, _ = await self.inbound(n)
         target = make_url(self.cfg.pg_url)
         port = free_port()
         proxy = self.procs.start(
@@ -960,10 +1033,10 @@ class Bench:
             ones, threes = [], []
             for r in range(repeat):  # alternating, so slow spells of the machine hit both sides alike
                 log(f"scaleout {r + 1}/{repeat}: 1 replica over {n} events, {self.cfg.proxy_delay_ms} ms each way")
-                ones.append(await self.run_replicas(f"one{r}", topics, ends, 1, port))
+                ones.append(await self.run_replicas(f"one{r}", n, 1, port))
                 log(f"  1 replica: {describe(ones[-1])}")
                 log(f"scaleout {r + 1}/{repeat}: 3 replicas over {n} events")
-                threes.append(await self.run_replicas(f"three{r}", topics, ends, 3, port))
+                threes.append(await self.run_replicas(f"three{r}", n, 3, port))
                 log(f"  3 replicas: {describe(threes[-1])}")
         finally:
             await self.procs.stop(proxy)
@@ -972,6 +1045,7 @@ class Bench:
             "events": n,
             "repeat": repeat,
             "proxy_delay_ms": self.cfg.proxy_delay_ms,
+            "replica_cpu": self.cfg.replica_cpu if self.cpu_limits.available else None,
             "one": one,
             "three": three,
             "scaleout_ratio": report.ratio(three["events_per_s"], one["events_per_s"]),

@@ -117,17 +117,18 @@ class TaskRunner:
     async def pump(self) -> None:
         """Apply what every task may apply now; then commit the Kafka offsets of what was applied."""
         async with self.lock:
+            waiting = {t: inputs for t, inputs in sorted(self.inputs.items()) if t in self.owned and inputs.waiting()}
+            behind = {t: await self._behind(t, inputs) for t, inputs in waiting.items()}
+            # About to go on without a quiet input: first ask the broker whether it has records for it that the
+            # consumer has not fetched (the fetch position and high watermark can be stale); one request for all.
+            now = time.monotonic()
+            due = {t: inputs for t, inputs in waiting.items() if inputs.next_wait(now, self.idle_seconds) == 0}
+            for t, topics in (await self._unfetched(due)).items():
+                behind[t] |= topics
             ready: dict[int, list[RawEvent]] = {}
-            for task, inputs in sorted(self.inputs.items()):
-                if task not in self.owned or not inputs.waiting():
-                    continue
-                behind = await self._behind(task, inputs)
-                if inputs.next_wait(time.monotonic(), self.idle_seconds) == 0:
-                    # About to go on without a quiet input: first ask the broker whether it has records for it
-                    # that the consumer has not fetched (the fetch position and high watermark can be stale).
-                    behind |= await self._unfetched(task, inputs)
+            for task, inputs in waiting.items():
                 before = inputs.went_on
-                if taken := inputs.take(time.monotonic(), self.idle_seconds, behind=behind):
+                if taken := inputs.take(time.monotonic(), self.idle_seconds, behind=behind[task]):
                     ready[task] = taken
                 if inputs.went_on > before:
                     log.info(
@@ -163,21 +164,25 @@ class TaskRunner:
                 found.add(topic)
         return frozenset(found)
 
-    async def _unfetched(self, task: int, inputs: TaskInputs) -> frozenset[str]:
-        """The task's empty inputs whose partition's end offset in the broker is past the consumer's position.
-        Asked only when a record has waited out DOCLOOP_TASK_IDLE_MS; if the broker does not answer, the task
-        waits for the next round rather than go on blind."""
+    async def _unfetched(self, tasks: dict[int, TaskInputs]) -> dict[int, frozenset[str]]:
+        """Per task, its empty inputs whose partition's end offset in the broker is past the consumer's
+        position. Asked only when a record has waited out DOCLOOP_TASK_IDLE_MS; if the broker does not answer,
+        the tasks wait for the next round rather than go on blind."""
         consumer = self.consumer()
-        empty = [TopicPartition(topic, task) for topic, queue in inputs.queues.items() if not queue]
+        empty = [TopicPartition(topic, t) for t, inputs in tasks.items() for topic, q in inputs.queues.items() if not q]
         if consumer is None or self.offsets is None or not empty:
-            return frozenset()
+            return {}
+        found: dict[int, set[str]] = {t: set() for t in tasks}
         try:
             ends = await asyncio.wait_for(self.offsets.end_offsets(empty), timeout=2.0)
-            positions = {tp: await asyncio.wait_for(consumer.position(tp), timeout=0.5) for tp in empty}
+            for tp in empty:
+                if ends.get(tp, 0) > await asyncio.wait_for(consumer.position(tp), timeout=0.5):
+                    found[tp.partition].add(tp.topic)
         except Exception as error:
-            log.info("task waits: end offsets unknown", extra={"task": task, "error": type(error).__name__})
-            return frozenset(tp.topic for tp in empty)
-        return frozenset(tp.topic for tp in empty if ends.get(tp, 0) > positions[tp])
+            log.info("tasks wait: end offsets unknown", extra={"tasks": sorted(tasks), "error": type(error).__name__})
+            for tp in empty:
+                found[tp.partition].add(tp.topic)
+        return {t: frozenset(topics) for t, topics in found.items()}
 
     async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
         size = self.settings.batch_max_records
