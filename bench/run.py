@@ -1079,7 +1079,11 @@ class Bench:
                 f"  warm-up done in {warmed.seconds:.1f} s; offering {cfg.rate} events/s for "
                 f"{cfg.latency_seconds} s with {probes} probe patterns"
             )
+            cpu_before, offer_started = cpu_seconds(process.pid), time.monotonic()
             measured = await self._offer(topics, background, probes, process)
+            cpu = _delta(cpu_seconds(process.pid), cpu_before)
+            # serve's share of one core while offered the rate: what a steady hospital feed costs it
+            measured["serve_cpu_share"] = None if cpu is None else cpu / (time.monotonic() - offer_started)
             measured["warmup_events"] = len(warm)
             measured["warmup_seconds"] = warmed.seconds
             measured["peak_rss_mb"] = peak_rss_mb(process.pid)
@@ -1095,7 +1099,8 @@ class Bench:
         self.results["latency"] = measured
         log(
             f"  p50 {report.fmt(measured['p50_ms'], 1)} ms, p95 {report.fmt(measured['p95_ms'], 1)} ms, "
-            f"p99 {report.fmt(measured['p99_ms'], 1)} ms, missing {measured['probes_missing']}"
+            f"p99 {report.fmt(measured['p99_ms'], 1)} ms, missing {measured['probes_missing']}; serve used "
+            f"{report.fmt((measured['serve_cpu_share'] or 0) * 100, 0)}% of a core"
         )
 
     async def _offer(

@@ -121,6 +121,8 @@ class TaskRunner:
             behind = {t: await self._behind(t, inputs) for t, inputs in waiting.items()}
             # About to go on without a quiet input: first ask the broker whether it has records for it that the
             # consumer has not fetched (the fetch position and high watermark can be stale); one request for all.
+            # The takes below use this same `now`: a record whose allowance runs out after it waits for the next
+            # round (else it could go on without the broker having been asked).
             now = time.monotonic()
             due = {t: inputs for t, inputs in waiting.items() if inputs.next_wait(now, self.idle_seconds) == 0}
             for t, topics in (await self._unfetched(due)).items():
@@ -128,7 +130,7 @@ class TaskRunner:
             ready: dict[int, list[RawEvent]] = {}
             for task, inputs in waiting.items():
                 before = inputs.went_on
-                if taken := inputs.take(time.monotonic(), self.idle_seconds, behind=behind[task]):
+                if taken := inputs.take(now, self.idle_seconds, behind=behind[task]):
                     ready[task] = taken
                 if inputs.went_on > before:
                     log.info(

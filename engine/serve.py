@@ -49,6 +49,8 @@ from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable, r
 from engine.settings import Settings
 from engine.store import repository
 from engine.store.migrate import upgrade
+from engine.store.repository import STAGE_PASS_LIMIT
+from engine.store.routing import PASS_LIMIT as ROUTING_PASS_LIMIT
 
 log = logging.getLogger("docloop.serve")
 
@@ -359,7 +361,9 @@ class Service:
                         self.relay_wake.set()
                     if report.escalations:
                         log.info("department stage", extra={"escalations": dict(report.escalations)})
-                    if not (report.facts or report.routed):
+                    # Again only if the pass was cut short (it takes everything below the watermark, up to
+                    # its limits); the next batch applied wakes the stage anyway.
+                    if report.facts < STAGE_PASS_LIMIT and report.routed < ROUTING_PASS_LIMIT:
                         break
             except Exception as error:
                 if not self.stopping.is_set():  # the consumer stops under it on shutdown: nothing to say then

@@ -74,6 +74,7 @@ class TaskInputs:
         `behind`: empty inputs known to have records on their way, fetched but not yet here: wait for those
         however long it takes, as Kafka Streams does for a partition with known lag)."""
         taken: list[RawEvent] = []
+        emptied: set[str] = set()  # ran dry in this call: whether the broker has more of it is not known yet
         while True:
             heads = [(merge_key(q[0], self.rank[topic]), topic) for topic, q in self.queues.items() if q]
             if not heads:
@@ -86,11 +87,13 @@ class TaskInputs:
                     shown = self.seen[other]
                     if shown is not None and shown > key:
                         continue  # that input is already past this time
-                    if other in behind or now - self.arrived[topic][0] < idle_seconds:
-                        return taken  # wait for it a little longer
+                    if other in emptied or other in behind or now - self.arrived[topic][0] < idle_seconds:
+                        return taken  # wait for it a little longer (or, for one that ran dry, ask the broker)
                     self.went_on += 1  # the allowance for a quiet input ran out: go on without it
             taken.append(self.queues[topic].popleft())
             self.arrived[topic].popleft()
+            if not self.queues[topic]:
+                emptied.add(topic)
 
     def next_wait(self, now: float, idle_seconds: float) -> float | None:
         """Seconds until a waiting record may go even if its empty inputs stay empty (None: nothing waits)."""

@@ -74,3 +74,18 @@ def test_replay_interleaves_tasks_by_event_time() -> None:
         (1, "claims/0/1"),
         (0, "claims/0/0"),
     ]
+
+
+def test_an_input_that_runs_dry_while_taking_is_asked_about_before_going_on_without_it() -> None:
+    """`behind` was worked out before the call, for the inputs empty then; an input emptied by the call itself
+    (its partition paused, or simply not fetched further yet) may have records in the broker: stop there."""
+    inputs = TaskInputs(TOPICS)
+    inputs.add("notes", record("notes", 0, 1), now=100.0)
+    inputs.add("claims", record("claims", 0, 5), now=100.0)
+    inputs.add("acks", record("acks", 0, 9), now=100.0)
+    # Long after the idle allowance: notes at 1 goes; claims at 5 would go on without notes, which ran dry
+    # in this very call.
+    assert order(inputs.take(now=200.0, idle_seconds=2.0)) == ["notes/0/0"]
+    # Asked again (the broker has nothing more of notes): claims goes on without it, then acks.
+    assert order(inputs.take(now=200.0, idle_seconds=2.0)) == ["claims/0/0"]
+    assert order(inputs.take(now=200.0, idle_seconds=2.0)) == ["acks/0/0"]

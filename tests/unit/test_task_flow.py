@@ -1,0 +1,111 @@
+"""serve's pump (engine/consumer.py): when a task may go on without a quiet input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from engine.consumer import TaskRunner
+from engine.service import BatchReport
+from engine.settings import Settings
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+TOPICS = ["claims", "notes", "acks"]
+
+
+class FakeConsumer:
+    """What TaskRunner asks of aiokafka's consumer: assignment, pause/resume, positions, commits."""
+
+    def __init__(self) -> None:
+        self.paused: set[TopicPartition] = set()
+        self.pauses: list[TopicPartition] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(topic, 0) for topic in TOPICS}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+        self.pauses.extend(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 0
+
+    async def position(self, tp: TopicPartition) -> int:
+        return 0  # caught up: an empty input is a quiet producer
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        return None
+
+
+def record(topic: str, offset: int, minutes: int) -> ConsumerRecord[Any, Any]:
+    at = (T0 + timedelta(minutes=minutes)).isoformat()
+    return ConsumerRecord(topic, 0, offset, 0, 0, b"k", at.encode(), None, 0, 0, [])
+
+
+def runner(consumer: FakeConsumer, applied: list[str]) -> TaskRunner:
+    processor = SimpleNamespace(
+        wall_clock=lambda: T0,
+        decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
+        database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
+    )
+
+    async def apply(batch: Any, task: int, idle: bool) -> BatchReport:
+        applied.extend(raw.origin for raw in batch)
+        return BatchReport()
+
+    settings = Settings(task_idle_ms=600_000)  # quiet inputs: wait long
+    tasks = TaskRunner(settings, processor, TOPICS, apply, lambda *_: None, lambda: consumer)  # type: ignore[arg-type]
+    tasks.assign({0})
+    return tasks
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowBroker:
+    """End offsets that take a while to come (time moves on meanwhile), and name records not fetched yet."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.asked: list[TopicPartition] = []
+
+    async def end_offsets(self, partitions: Any) -> dict[TopicPartition, int]:
+        self.asked.extend(partitions)
+        self.clock.now += 0.5
+        return {tp: 5 for tp in partitions}  # every empty input has records in the broker
+
+
+async def test_a_record_whose_allowance_runs_out_during_the_broker_check_waits_for_the_next_round(
+    monkeypatch: Any,
+) -> None:
+    """Task 0's record is due: the broker is asked about its empty inputs. Task 1's record becomes due while
+    that question is out; it must not go on without its own inputs unasked (they have records on the way)."""
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    both = {TopicPartition(topic, task) for topic in TOPICS for task in (0, 1)}
+    consumer.assignment = lambda: both  # type: ignore[method-assign]
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    tasks.offsets = SlowBroker(clock)  # type: ignore[assignment]
+    tasks.assign({0, 1})
+    tasks.inputs.clear()
+    clock.now = 97.0
+    await tasks.add([ConsumerRecord("claims", 0, 0, 0, 0, b"k", T0.isoformat().encode(), None, 0, 0, [])])
+    clock.now = 99.8
+    await tasks.add([ConsumerRecord("claims", 1, 0, 0, 0, b"k", T0.isoformat().encode(), None, 0, 0, [])])
+    clock.now = 101.7  # task 0 is due (since 99.0); task 1 at 101.8, while the broker is being asked
+    await tasks.pump()
+    assert applied == []  # task 0: the broker has notes and acks for it; task 1: not due when asked
+    assert {tp.partition for tp in tasks.offsets.asked} == {0}  # type: ignore[attr-defined]
