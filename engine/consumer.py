@@ -84,6 +84,14 @@ class TaskRunner:
         # orders). On assignment every input partition is read again from the position the store holds; the
         # queues replace what they had from there on (TaskInputs.add), so nothing is lost or doubled.
         self.owned: set[int] = set()
+        # Bounded buffers (Kafka Streams' buffered.records.per.partition): an input partition whose task holds
+        # back DOCLOOP_BUFFERED_RECORDS_PER_PARTITION of its records is paused until the task has caught up to
+        # half of that. A paused partition's queue is never empty, so no merge waits for it. What the pause
+        # kept in the broker counts as arrived when the pause began (`held`: per partition, the end offset then
+        # and the time): it was on its way by then, and its idle allowance must not start over on each refill.
+        self.limit = settings.buffered_records_per_partition
+        self.paused: set[TopicPartition] = set()
+        self.held: dict[TopicPartition, list[tuple[int, float]]] = {}
 
     # ---- records in -----------------------------------------------------------------------------------
 
@@ -95,8 +103,41 @@ class TaskRunner:
             task = self.inputs.get(r.partition)
             if task is None:
                 task = self.inputs[r.partition] = TaskInputs(self.topics)
-            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), now)
+            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), self._arrival(r, now))
+        self._flow(now)
         await self.pump()
+
+    def _arrival(self, record: ConsumerRecord[Any, Any], now: float) -> float:
+        """When a record counts as arrived: now, or when a pause held it back in the broker."""
+        held = self.held.get(TopicPartition(record.topic, record.partition))
+        while held and held[0][0] <= record.offset:  # offsets only grow (a re-read comes with a rebalance)
+            held.pop(0)
+        return min(now, held[0][1]) if held else now
+
+    def _flow(self, now: float) -> None:
+        """Pause the input partitions whose queue is full; resume those drained to half of it."""
+        consumer = self.consumer()
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        full, drained = [], []
+        for task, inputs in self.inputs.items():
+            for topic, queue in inputs.queues.items():
+                tp = TopicPartition(topic, task)
+                if tp not in self.paused and len(queue) >= self.limit and tp in assigned:
+                    full.append(tp)
+                elif tp in self.paused and len(queue) <= self.limit // 2:
+                    drained.append(tp)
+        self.paused.difference_update(drained)
+        if resumed := [tp for tp in drained if tp in assigned]:
+            consumer.resume(*resumed)
+        if full:
+            consumer.pause(*full)
+            self.paused.update(full)
+            for tp in full:
+                queue = self.inputs[tp.partition].queues[tp.topic]
+                end = max(consumer.highwater(tp) or 0, (queue[-1].offset or 0) + 1)
+                self.held.setdefault(tp, []).append((end, now))
 
     def revoke(self, partitions: set[int]) -> None:
         """A rebalance began: apply nothing of these tasks until they are assigned again (to this replica or
@@ -109,6 +150,10 @@ class TaskRunner:
         what comes again (records fetched for the new assignment may already be queued: dropping everything
         here would lose them, the consumer being past them)."""
         self.owned = set(partitions)
+        # aiokafka hands out every partition unpaused and reads from the stored positions: what was held back
+        # comes again as new arrivals (the conservative side).
+        self.paused.clear()
+        self.held.clear()
         for partition in [p for p in self.inputs if p not in self.owned]:
             del self.inputs[partition]
 
@@ -141,6 +186,8 @@ class TaskRunner:
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
             else:
                 done = list(await asyncio.gather(*(self._apply_task(task, raws) for task, raws in ready.items())))
+        if self.paused:
+            self._flow(time.monotonic())
         offsets = {tp: offset for moved in done for tp, offset in moved.items()}
         if offsets:
             await self._commit(offsets)

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         "(and how long the department stage waits for a task with no input): serve equals replay when no input "
         "lags the others by more than this",
     )
+    buffered_records_per_partition: int = Field(
+        1000,
+        ge=1,
+        description="most records a task holds back per input partition while it waits for a quiet one; beyond "
+        "it the consumer pauses that partition until the task catches up (memory stays bounded in a backfill)",
+    )
     idle_advance_minutes: int = Field(60, ge=1, description="quiet time after which the clock follows wall time")
     relay_batch_size: int = Field(500, ge=1, description="outbox rows published per relay pass")
     relay_idle_ms: int = Field(100, ge=1, description="relay poll interval when the outbox is empty")

@@ -1,4 +1,5 @@
-"""serve's pump (engine/consumer.py): when a task may go on without a quiet input."""
+"""serve's pump (engine/consumer.py): when a task may go on without a quiet input, and how much it holds back
+(an input partition whose queue is full is paused until its task catches up)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.paused: set[TopicPartition] = set()
         self.pauses: list[TopicPartition] = []
+        self.ends: dict[TopicPartition, int] = {}
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(topic, 0) for topic in TOPICS}
@@ -34,13 +36,21 @@ class FakeConsumer:
         self.paused.difference_update(partitions)
 
     def highwater(self, tp: TopicPartition) -> int:
-        return 0
+        return self.ends.get(tp, 0)
 
     async def position(self, tp: TopicPartition) -> int:
         return 0  # caught up: an empty input is a quiet producer
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         return None
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def record(topic: str, offset: int, minutes: int) -> ConsumerRecord[Any, Any]:
@@ -59,18 +69,52 @@ def runner(consumer: FakeConsumer, applied: list[str]) -> TaskRunner:
         applied.extend(raw.origin for raw in batch)
         return BatchReport()
 
-    settings = Settings(task_idle_ms=600_000)  # quiet inputs: wait long
+    settings = Settings(task_idle_ms=600_000, buffered_records_per_partition=4)  # quiet inputs: wait long
     tasks = TaskRunner(settings, processor, TOPICS, apply, lambda *_: None, lambda: consumer)  # type: ignore[arg-type]
     tasks.assign({0})
     return tasks
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
+async def test_a_full_input_is_paused_and_resumed_once_its_task_caught_up() -> None:
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    await tasks.add([record("claims", offset, offset) for offset in range(3)])
+    assert applied == [] and consumer.paused == set()  # waiting for notes and acks, below the limit
 
-    def __call__(self) -> float:
-        return self.now
+    await tasks.add([record("claims", offset, offset) for offset in range(3, 6)])
+    assert applied == []
+    assert consumer.paused == {TopicPartition("claims", 0)}  # 6 held back >= 4: fetch no more of it
+    assert tasks.inputs[0].waiting() == 6
+
+    # notes and acks show later times: the claims go, and the partition is fetched again.
+    await tasks.add([record("notes", 0, 100), record("acks", 0, 100)])
+    assert applied == [f"claims/0/{offset}" for offset in range(6)]
+    assert consumer.paused == set()
+    assert consumer.pauses == [TopicPartition("claims", 0)]
+
+
+async def test_what_a_pause_held_back_counts_as_arrived_when_the_pause_began(monkeypatch: Any) -> None:
+    """Without it, each refill of a paused partition would start the wait for a quiet input over: a task
+    waiting on an input that stays quiet would apply one queue's worth per DOCLOOP_TASK_IDLE_MS."""
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    claims = TopicPartition("claims", 0)
+    consumer.ends[claims] = 10  # ten claims in the broker; notes and acks stay quiet
+    await tasks.add([record("claims", offset, offset) for offset in range(4)])
+    assert consumer.paused == {claims}
+    clock.now = 102.0  # the allowance ran out: the four go, the partition is fetched again
+    await tasks.pump()
+    assert len(applied) == 4 and consumer.paused == set()
+    clock.now = 102.1  # the rest was in the broker when the pause began (at 100): no new wait
+    await tasks.add([record("claims", offset, offset) for offset in range(4, 7)])
+    await tasks.pump()
+    assert len(applied) == 7
+    clock.now = 102.2  # produced after the pause began: a new arrival, with its own allowance
+    await tasks.add([record("claims", offset, offset) for offset in range(10, 12)])
+    assert len(applied) == 7
 
 
 class SlowBroker:
