@@ -175,12 +175,14 @@ class TaskRunner:
             ready: dict[int, list[RawEvent]] = {}
             for task, inputs in waiting.items():
                 before = inputs.went_on
+                inputs.passed.clear()
                 if taken := inputs.take(now, self.idle_seconds, behind=behind[task]):
                     ready[task] = taken
                 if inputs.went_on > before:
                     log.info(
                         "task went on without a quiet input",
-                        extra={"task": task, "records": inputs.went_on - before},
+                        # which inputs were not waited for any longer (topic names, for operators)
+                        extra={"task": task, "records": inputs.went_on - before, "inputs": dict(inputs.passed)},
                     )
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
@@ -225,7 +227,8 @@ class TaskRunner:
         try:
             ends = await asyncio.wait_for(self.offsets.end_offsets(empty), timeout=2.0)
             for tp in empty:
-                if ends.get(tp, 0) > await asyncio.wait_for(consumer.position(tp), timeout=0.5):
+                end = ends.get(tp)  # unknown: as if it had records on their way
+                if end is None or end > await asyncio.wait_for(consumer.position(tp), timeout=0.5):
                     found[tp.partition].add(tp.topic)
         except Exception as error:
             log.info("tasks wait: end offsets unknown", extra={"tasks": sorted(tasks), "error": type(error).__name__})

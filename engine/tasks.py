@@ -15,7 +15,7 @@ Invalid records carry no time: at the head of their queue they go first (they on
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ class TaskInputs:
         self.arrived: dict[str, deque[float]] = {topic: deque() for topic in topics}  # when each record came
         self.seen: dict[str, Key | None] = dict.fromkeys(topics)  # the latest key each input has shown
         self.went_on = 0  # records applied without waiting any longer for a quiet input
+        self.passed: Counter[str] = Counter()  # of those, per input that was not waited for any longer
 
     def add(self, topic: str, raw: RawEvent, now: float = 0.0) -> None:
         queue, arrived = self.queues[topic], self.arrived[topic]
@@ -90,6 +91,7 @@ class TaskInputs:
                     if other in emptied or other in behind or now - self.arrived[topic][0] < idle_seconds:
                         return taken  # wait for it a little longer (or, for one that ran dry, ask the broker)
                     self.went_on += 1  # the allowance for a quiet input ran out: go on without it
+                    self.passed[other] += 1
             taken.append(self.queues[topic].popleft())
             self.arrived[topic].popleft()
             if not self.queues[topic]:

@@ -26,6 +26,7 @@ def test_an_empty_input_is_waited_for_until_the_idle_allowance_runs_out() -> Non
     assert inputs.next_wait(101.0, 2.0) == 1.0
     assert order(inputs.take(now=102.0, idle_seconds=2.0)) == ["notes/0/0"]
     assert inputs.went_on == 2  # without claims, and without acks
+    assert inputs.passed == {"claims": 1, "acks": 1}
 
 
 def test_an_input_behind_in_the_broker_is_waited_for_without_limit() -> None:
