@@ -299,6 +299,7 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         # has no position for start where the group's committed offset (never past the store's) or
         # auto_offset_reset says.
         consumer = self.runner.consumer()
+        stored: dict[tuple[str, int], int] = {}
         try:
             async with self.runner.processor.database.connect() as conn:
                 stored = await repository.positions(conn, [(tp.topic, tp.partition) for tp in assigned])
@@ -308,7 +309,14 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as error:  # records below the store's positions are skipped when applied anyway
             log.error("assignment: could not seek to the stored positions", extra={"error": type(error).__name__})
         self.runner.assign({tp.partition for tp in assigned})
-        log.info("partitions assigned", extra={"tasks": sorted({tp.partition for tp in assigned})})
+        log.info(
+            "partitions assigned",
+            extra={
+                "tasks": sorted({tp.partition for tp in assigned}),
+                # where each input partition is read again from (offsets only; absent: the group's offset)
+                "stored_positions": {f"{topic}/{partition}": offset for (topic, partition), offset in stored.items()},
+            },
+        )
 
 
 async def tasks_behind(offsets: BrokerOffsets, database: Any, topics: Sequence[str], partitions: int) -> set[int]:
