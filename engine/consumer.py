@@ -92,10 +92,30 @@ class TaskRunner:
         self.limit = settings.buffered_records_per_partition
         self.paused: set[TopicPartition] = set()
         self.held: dict[TopicPartition, list[tuple[int, float]]] = {}
+        # Partitions whose records the consumer has handed out (its position is past them) that have not
+        # reached `add` yet: FastStream's loop suspends between getmany and the handler, and a pump running then
+        # (the idle timer's) would see the position at the end offset and take such an input for quiet.
+        self.in_flight: set[TopicPartition] = set()
+        self.watched: Any = None  # the consumer whose getmany reports to in_flight
+
+    def watch(self, consumer: Any) -> None:
+        """Hear of every batch the consumer hands out, before its records reach `add` (see in_flight)."""
+        if consumer is None or consumer is self.watched:
+            return
+        fetch = consumer.getmany
+
+        async def getmany(*partitions: TopicPartition, **options: Any) -> dict[TopicPartition, list[Any]]:
+            records: dict[TopicPartition, list[Any]] = await fetch(*partitions, **options)
+            self.in_flight.update(records)
+            return records
+
+        consumer.getmany = getmany
+        self.watched = consumer
 
     # ---- records in -----------------------------------------------------------------------------------
 
     async def add(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        self.in_flight.clear()  # FastStream hands over each batch getmany returned whole, one at a time
         wall = self.processor.wall_clock()
         now = time.monotonic()
         for r in records:
@@ -172,6 +192,9 @@ class TaskRunner:
             due = {t: inputs for t, inputs in waiting.items() if inputs.next_wait(now, self.idle_seconds) == 0}
             for t, topics in (await self._unfetched(due)).items():
                 behind[t] |= topics
+            for tp in self.in_flight:  # handed out by the consumer, not queued yet: on their way
+                if tp.partition in behind:
+                    behind[tp.partition] |= {tp.topic}
             ready: dict[int, list[RawEvent]] = {}
             for task, inputs in waiting.items():
                 before = inputs.went_on
@@ -299,6 +322,7 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         # has no position for start where the group's committed offset (never past the store's) or
         # auto_offset_reset says.
         consumer = self.runner.consumer()
+        self.runner.watch(consumer)  # before any record of this consumer reaches a task
         stored: dict[tuple[str, int], int] = {}
         try:
             async with self.runner.processor.database.connect() as conn:

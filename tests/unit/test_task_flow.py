@@ -24,6 +24,7 @@ class FakeConsumer:
         self.paused: set[TopicPartition] = set()
         self.pauses: list[TopicPartition] = []
         self.ends: dict[TopicPartition, int] = {}
+        self.positions: dict[TopicPartition, int] = {}
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(topic, 0) for topic in TOPICS}
@@ -39,7 +40,7 @@ class FakeConsumer:
         return self.ends.get(tp, 0)
 
     async def position(self, tp: TopicPartition) -> int:
-        return 0  # caught up: an empty input is a quiet producer
+        return self.positions.get(tp, 0)  # caught up unless told otherwise: an empty input is a quiet producer
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         return None
@@ -153,3 +154,48 @@ async def test_a_record_whose_allowance_runs_out_during_the_broker_check_waits_f
     await tasks.pump()
     assert applied == []  # task 0: the broker has notes and acks for it; task 1: not due when asked
     assert {tp.partition for tp in tasks.offsets.asked} == {0}  # type: ignore[attr-defined]
+
+
+class HandingOutBroker:
+    """End offsets that come after the consumer handed out the records that make them (FastStream's loop runs
+    getmany while the pump waits for the answer; the records reach `add` a moment later)."""
+
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self.consumer = consumer
+        self.on_the_way: dict[TopicPartition, list[Any]] = {}
+
+    async def end_offsets(self, partitions: Any) -> dict[TopicPartition, int]:
+        self.on_the_way = await self.consumer.getmany(timeout_ms=0)
+        return {tp: self.consumer.positions.get(tp, 0) for tp in partitions}
+
+
+async def test_records_the_consumer_handed_out_but_not_yet_queued_are_waited_for(monkeypatch: Any) -> None:
+    """The consumer's position is past a note it handed to FastStream, which has not called the handler yet:
+    the end offset equals the position, yet the note must not be passed over (the three-replica equality run
+    applied a month of claims before notes this way)."""
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    note = record("notes", 0, -5)  # signed before the claim
+
+    async def getmany(*partitions: TopicPartition, **options: Any) -> dict[TopicPartition, list[Any]]:
+        if consumer.positions.get(TopicPartition("notes", 0)):
+            return {}
+        consumer.positions[TopicPartition("notes", 0)] = 1
+        return {TopicPartition("notes", 0): [note]}
+
+    consumer.getmany = getmany  # type: ignore[attr-defined]
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    tasks.watch(consumer)
+    broker = HandingOutBroker(consumer)
+    tasks.offsets = broker  # type: ignore[assignment]
+    await tasks.add([record("claims", 0, 0)])
+    clock.now = 103.0  # the claim's allowance ran out; notes and acks look quiet to the consumer
+    await tasks.pump()
+    assert applied == []  # the note is on its way to the handler
+    await tasks.add(broker.on_the_way[TopicPartition("notes", 0)])
+    clock.now = 105.5  # acks stay quiet past the note's own allowance
+    await tasks.pump()
+    await tasks.pump()  # the note's input ran dry in that take: the broker is asked about it again first
+    assert applied == ["notes/0/0", "claims/0/0"]
