@@ -144,12 +144,6 @@ def compare(found: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #13: failed once in a session-2 CI rehearsal (notes applied before the denials that opened "
-    "their patterns); the causes found since are fixed and it has passed since; expected failure until it has a "
-    "longer record",
-)
 async def test_one_replica_with_a_lagging_topic_publishes_what_replay_writes(
     stack: Stack, quarter: tuple[list[bytes], dict[str, dict[str, Any]]]
 ) -> None:
@@ -164,21 +158,14 @@ async def test_one_replica_with_a_lagging_topic_publishes_what_replay_writes(
     assert await stack.committed_lag() == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue #13: failed once in a session-2 CI rehearsal (acknowledgements applied after later events of "
-    "their task after a rebalance); the causes found since are fixed and it has passed since; expected failure "
-    "until it has a longer record",
-)
 async def test_three_replicas_and_two_kills_publish_what_replay_writes(
     stack: Stack, quarter: tuple[list[bytes], dict[str, dict[str, Any]]]
 ) -> None:
     lines, expected = quarter
     stack.partitions = PARTITIONS
     # Each kill is followed by a rebalance (10 s until the group drops the dead member, then a join); records
-    # wait in the broker meanwhile. This run allows 10 s for a quiet input: with the default 2 s some runs
-    # showed acknowledgements applied after later notes (issue #13 notes; left open).
-    stack.extra_env = {"DOCLOOP_TASK_IDLE_MS": "10000"}
+    # wait in the broker meanwhile, and the tasks that move are read again from their stored positions. The
+    # default DOCLOOP_TASK_IDLE_MS (2 s) applies.
     replicas = [stack.start(), stack.start(), stack.start()]
     publishing = asyncio.create_task(publish_lagging_acks(stack, lines))
     for victim in replicas[:2]:  # two kill -9 while events flow; a replacement joins each time
