@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, delete, func, select, text, tuple_, update
+from sqlalchemy import Row, Table, and_, any_, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -466,7 +466,9 @@ class BatchLoader:
         notification_ids = [a.notification_id for a in acks if a.notification_id]
         named_patterns: set[str] = set()
         for chunk in _chunks(notification_ids):
-            rows = await self.conn.execute(select(t.notifications).where(t.notifications.c.notification_id.in_(chunk)))
+            rows = await self.conn.execute(
+                select(t.notifications).where(self._among(t.notifications.c.notification_id, chunk))
+            )
             for row in rows:
                 state.load_notification(row.notification_id, row.pattern_id)
                 named_patterns.add(row.pattern_id)
@@ -477,7 +479,7 @@ class BatchLoader:
                 state,
                 None,
                 [],
-                and_(t.patterns.c.pattern_id.in_(sorted(named_patterns)), t.patterns.c.task == self.task),
+                and_(self._among(t.patterns.c.pattern_id, sorted(named_patterns)), t.patterns.c.task == self.task),
             )
             if named_patterns
             else []
@@ -498,7 +500,9 @@ class BatchLoader:
             first, last = min(service_dates) - self.window, max(service_dates) + self.window
             for chunk in _chunks(pending):
                 rows = await self.conn.execute(
-                    select(t.cases).where(t.cases.c.pattern_id.in_(chunk), t.cases.c.service_date.between(first, last))
+                    select(t.cases).where(
+                        self._among(t.cases.c.pattern_id, chunk), t.cases.c.service_date.between(first, last)
+                    )
                 )
                 for row in rows:
                     if state.case(row.case_id) is None:
@@ -509,7 +513,7 @@ class BatchLoader:
         encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
         authors = sorted({n.author.npi for n in notes})
         for chunk in _chunks(encounters):
-            query = select(t.notes).where(t.notes.c.encounter_id.in_(chunk), t.notes.c.task == self.task)
+            query = select(t.notes).where(self._among(t.notes.c.encounter_id, chunk), t.notes.c.task == self.task)
             for row in await self.conn.execute(query):
                 state.load_note(_note(row))
         await self._load_cases(
@@ -521,7 +525,7 @@ class BatchLoader:
                 None,
                 [],
                 and_(
-                    t.patterns.c.provider_npi.in_(chunk),
+                    self._among(t.patterns.c.provider_npi, chunk),
                     t.patterns.c.status.in_(WATCHED),
                     t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
                 ),
@@ -538,14 +542,14 @@ class BatchLoader:
 
     async def _load_cases(self, state: State, column: Any, values: Sequence[Any], condition: Any = True) -> None:
         for chunk in _chunks(values):
-            for row in await self.conn.execute(select(t.cases).where(column.in_(chunk), condition)):
+            for row in await self.conn.execute(select(t.cases).where(self._among(column, chunk), condition)):
                 if state.case(row.case_id) is None:
                     state.load_case(_case(row))
 
     async def _load_patterns(
         self, state: State, column: Any, values: Sequence[Any], condition: Any = None
     ) -> list[Pattern]:
-        conditions = [condition] if condition is not None else [column.in_(chunk) for chunk in _chunks(values)]
+        conditions = [condition] if condition is not None else [self._among(column, chunk) for chunk in _chunks(values)]
         loaded = []
         for where in conditions:
             for row in await self.conn.execute(select(t.patterns).where(where)):
@@ -560,7 +564,25 @@ class BatchLoader:
         columns = (t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
         values = [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in keys]
         for chunk in _chunks(values):
-            await self._load_patterns(state, None, [], tuple_(*columns).in_(chunk))
+            await self._load_patterns(state, None, [], self._among_rows(columns, chunk))
+
+    def _among(self, column: Any, values: Sequence[Any]) -> Any:
+        """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one statement text whatever the count, so
+        asyncpg prepares it once per connection (an IN list of each new length is one more statement to parse,
+        plan and cache, a round trip each)."""
+        if self.conn.dialect.name != "postgresql":
+            return column.in_(values)
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+
+    def _among_rows(self, columns: Sequence[Any], rows: Sequence[tuple[Any, ...]]) -> Any:
+        """`(columns) IN (rows)`; on PostgreSQL against the rows unnested from one array per column."""
+        if self.conn.dialect.name != "postgresql":
+            return tuple_(*columns).in_(rows)
+        arrays = [
+            bindparam(None, [row[i] for row in rows], type_=postgresql.ARRAY(column.type))
+            for i, column in enumerate(columns)
+        ]
+        return tuple_(*columns).in_(select(*(func.unnest(array) for array in arrays)))
 
 
 # ---- writing back -----------------------------------------------------------------------------------
