@@ -37,6 +37,7 @@ from engine.faults import crash_point
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.store import tables as t
+from engine.store.repository import among
 
 log = logging.getLogger("docloop.relay")
 
@@ -117,9 +118,13 @@ class Relay:
                 if outcome == "published" and row.stream == "dlq"
             ]
             if published:
-                await conn.execute(update(t.outbox).where(t.outbox.c.seq.in_(published)).values(published_at=now))
+                await conn.execute(
+                    update(t.outbox).where(among(conn, t.outbox.c.seq, published)).values(published_at=now)
+                )
             if dlq_published:  # the topic has the bytes now: the store keeps no copy of rejected input
-                await conn.execute(update(t.outbox).where(t.outbox.c.seq.in_(dlq_published)).values(value=None))
+                await conn.execute(
+                    update(t.outbox).where(among(conn, t.outbox.c.seq, dlq_published)).values(value=None)
+                )
             marked = len(published)
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome in ("published", "retry"):

@@ -72,6 +72,26 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + CHUNK]
 
 
+def among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one statement text whatever the count, so
+    asyncpg prepares it once per connection (an IN list of each new length is one more statement to expand,
+    parse, plan and cache, a round trip each)."""
+    if conn.dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+
+
+def among_rows(conn: AsyncConnection, columns: Sequence[Any], rows: Sequence[tuple[Any, ...]]) -> Any:
+    """`(columns) IN (rows)`; on PostgreSQL against the rows unnested from one array per column."""
+    if conn.dialect.name != "postgresql":
+        return tuple_(*columns).in_(rows)
+    arrays = [
+        bindparam(None, [row[i] for row in rows], type_=postgresql.ARRAY(column.type))
+        for i, column in enumerate(columns)
+    ]
+    return tuple_(*columns).in_(select(*(func.unnest(array) for array in arrays)))
+
+
 def _insert(conn: AsyncConnection, table: Table) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
@@ -354,7 +374,7 @@ async def positions(conn: AsyncConnection, partitions: Sequence[tuple[str, int]]
     found: dict[tuple[str, int], int] = {}
     for chunk in _chunks(sorted(set(partitions))):
         query = select(t.task_positions).where(
-            tuple_(t.task_positions.c.topic, t.task_positions.c.partition).in_(chunk)
+            among_rows(conn, (t.task_positions.c.topic, t.task_positions.c.partition), chunk)
         )
         for row in await conn.execute(query):
             found[(row.topic, row.partition)] = row.next_offset
@@ -567,22 +587,10 @@ class BatchLoader:
             await self._load_patterns(state, None, [], self._among_rows(columns, chunk))
 
     def _among(self, column: Any, values: Sequence[Any]) -> Any:
-        """`column IN (values)`; on PostgreSQL `column = ANY(array)`: one statement text whatever the count, so
-        asyncpg prepares it once per connection (an IN list of each new length is one more statement to parse,
-        plan and cache, a round trip each)."""
-        if self.conn.dialect.name != "postgresql":
-            return column.in_(values)
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+        return among(self.conn, column, values)
 
     def _among_rows(self, columns: Sequence[Any], rows: Sequence[tuple[Any, ...]]) -> Any:
-        """`(columns) IN (rows)`; on PostgreSQL against the rows unnested from one array per column."""
-        if self.conn.dialect.name != "postgresql":
-            return tuple_(*columns).in_(rows)
-        arrays = [
-            bindparam(None, [row[i] for row in rows], type_=postgresql.ARRAY(column.type))
-            for i, column in enumerate(columns)
-        ]
-        return tuple_(*columns).in_(select(*(func.unnest(array) for array in arrays)))
+        return among_rows(self.conn, columns, rows)
 
 
 # ---- writing back -----------------------------------------------------------------------------------
@@ -773,8 +781,8 @@ async def run_department_stage(
     pairs = sorted({(f.department, f.root_cause.value) for f in facts})
     state = DepartmentState()
     for chunk in _chunks(pairs):
-        pair_columns = tuple_(t.department_open.c.department, t.department_open.c.root_cause)
-        for row in await conn.execute(select(t.department_open).where(pair_columns.in_(chunk))):
+        pair_columns = (t.department_open.c.department, t.department_open.c.root_cause)
+        for row in await conn.execute(select(t.department_open).where(among_rows(conn, pair_columns, chunk))):
             fact = DepartmentFact(
                 row.department, RootCause(row.root_cause), row.pattern_id, row.provider_npi, True, row.at, row.snapshot
             )
@@ -782,7 +790,7 @@ async def run_department_stage(
     systemic = {systemic_id(d, RootCause(rc)): (d, RootCause(rc)) for d, rc in pairs}
     for chunk in _chunks(sorted(systemic)):
         found = await conn.execute(
-            select(t.escalations.c.escalation_id).where(t.escalations.c.escalation_id.in_(chunk))
+            select(t.escalations.c.escalation_id).where(among(conn, t.escalations.c.escalation_id, chunk))
         )
         state.escalated.update(systemic[escalation_id] for (escalation_id,) in found)
 
@@ -811,7 +819,7 @@ async def run_department_stage(
         )
     await _insert_new(conn, t.escalations, [_escalation_row(e) for e in escalations])
     for chunk in _chunks([row.seq for row in rows]):
-        await conn.execute(delete(t.department_facts).where(t.department_facts.c.seq.in_(chunk)))
+        await conn.execute(delete(t.department_facts).where(among(conn, t.department_facts.c.seq, chunk)))
     latest = max(f.at for f in facts)
     if stage_clock.clock is None or latest > stage_clock.clock:
         await save_clock(conn, latest, stage_clock.last_event_wall_at)

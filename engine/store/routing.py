@@ -31,7 +31,7 @@ from engine.domain.routing import (
     message_id,
 )
 from engine.store import tables as t
-from engine.store.repository import OutboxRow, _chunks, _insert_new, _upsert, append_outbox
+from engine.store.repository import OutboxRow, _chunks, _insert_new, _upsert, among, append_outbox
 from engine.volume import Count, counts
 from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification
 from schemas.decoding import decode_silence
@@ -165,9 +165,9 @@ async def run_routing_stage(
     await append_outbox(conn, [outbox_row(m, keys.get(message_id(m))) for m in routed])
     await _count(conn, counts(routed, router.config))
     for chunk in _chunks([row.seq for row in queued]):
-        await conn.execute(delete(t.routing_queue).where(t.routing_queue.c.seq.in_(chunk)))
+        await conn.execute(delete(t.routing_queue).where(among(conn, t.routing_queue.c.seq, chunk)))
     for chunk in _chunks([row.seq for row in events]):
-        await conn.execute(delete(t.routing_events).where(t.routing_events.c.seq.in_(chunk)))
+        await conn.execute(delete(t.routing_events).where(among(conn, t.routing_events.c.seq, chunk)))
     if state.clock is not None and state.clock != clock:
         await conn.execute(update(t.engine_state).where(t.engine_state.c.id == 1).values(routing_clock=state.clock))
     return routed, len(queued) + len(events)
@@ -183,7 +183,7 @@ async def _load_state(
     if not everything:
         conditions: list[ColumnElement[bool]] = []
         if recipients:
-            conditions.append(t.routing_groups.c.recipient.in_(recipients))
+            conditions.append(among(conn, t.routing_groups.c.recipient, recipients))
         if until is not None:
             conditions.append(t.routing_groups.c.next_flush_at <= until)
         if not conditions:
@@ -274,4 +274,4 @@ async def _save_state(conn: AsyncConnection, state: RoutingState) -> None:
     )
     closed = [key for key, i in changes.inhibitions.items() if i is None]
     for chunk in _chunks(closed):
-        await conn.execute(delete(t.routing_inhibitions).where(t.routing_inhibitions.c.key.in_(chunk)))
+        await conn.execute(delete(t.routing_inhibitions).where(among(conn, t.routing_inhibitions.c.key, chunk)))
