@@ -322,7 +322,9 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         # has no position for start where the group's committed offset (never past the store's) or
         # auto_offset_reset says.
         consumer = self.runner.consumer()
-        self.runner.watch(consumer)  # before any record of this consumer reaches a task
+        # Heard from now on. A getmany already waiting when the consumer's first assignment comes is not
+        # wrapped; its records are the first any task gets, and no task can pass over what it has never held.
+        self.runner.watch(consumer)
         stored: dict[tuple[str, int], int] = {}
         try:
             async with self.runner.processor.database.connect() as conn:
