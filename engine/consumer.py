@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
 from engine.store import repository
@@ -68,8 +69,10 @@ class TaskRunner:
         applied: Applied,
         consumer: Callable[[], Any],
         offsets: BrokerOffsets | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.processor = processor
         self.topics = list(dict.fromkeys(topics))
         self.apply = apply  # applies one task's batch, waiting out store outages
@@ -176,6 +179,12 @@ class TaskRunner:
         self.held.clear()
         for partition in [p for p in self.inputs if p not in self.owned]:
             del self.inputs[partition]
+        self._gauges()
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.held_records.set(sum(inputs.waiting() for inputs in self.inputs.values()))
+            self.metrics.paused_partitions.set(len(self.paused))
 
     # ---- applying -------------------------------------------------------------------------------------
 
@@ -207,12 +216,16 @@ class TaskRunner:
                         # which inputs were not waited for any longer (topic names, for operators)
                         extra={"task": task, "records": inputs.went_on - before, "inputs": dict(inputs.passed)},
                     )
+                    if self.metrics is not None:
+                        for topic, count in inputs.passed.items():
+                            self.metrics.not_waited.labels(input=topic).inc(count)
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
             else:
                 done = list(await asyncio.gather(*(self._apply_task(task, raws) for task, raws in ready.items())))
         if self.paused:
             self._flow(time.monotonic())
+        self._gauges()
         offsets = {tp: offset for moved in done for tp, offset in moved.items()}
         if offsets:
             await self._commit(offsets)

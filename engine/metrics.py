@@ -96,6 +96,25 @@ class Metrics:
             buckets=BATCH_SECONDS_BUCKETS,
             registry=r,
         )
+        self.not_waited = Counter(
+            "docloop_task_records_not_waited_for_total",
+            "Records a task applied without waiting any longer for a quiet input (DOCLOOP_TASK_IDLE_MS ran out), "
+            "by that input's topic. While it grows, serve may differ from replay: the allowance is shorter than "
+            "the lag between your topics.",
+            ["input"],
+            registry=r,
+        )
+        self.held_records = Gauge(
+            "docloop_task_held_records",
+            "Records this replica's tasks hold back while they wait for a quiet input.",
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "docloop_task_paused_partitions",
+            "Inbound partitions this replica paused because their task holds "
+            "DOCLOOP_BUFFERED_RECORDS_PER_PARTITION of their records.",
+            registry=r,
+        )
         self.refresh_failures = Counter(
             "docloop_metrics_refresh_failures_total",
             "Failed refreshes of the gauges read from the database.",

@@ -144,6 +144,7 @@ class Service:
             self._applied,
             lambda: self.subscriber.consumer,
             self.offsets,
+            self.metrics,
         )
         self._declare_subscriber()
         self.stage_wake = asyncio.Event()

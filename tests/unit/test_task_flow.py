@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from engine.consumer import TaskRunner
+from engine.metrics import Metrics
 from engine.service import BatchReport
 from engine.settings import Settings
 
@@ -199,3 +200,24 @@ async def test_records_the_consumer_handed_out_but_not_yet_queued_are_waited_for
     await tasks.pump()
     await tasks.pump()  # the note's input ran dry in that take: the broker is asked about it again first
     assert applied == ["notes/0/0", "claims/0/0"]
+
+
+async def test_metrics_show_what_tasks_hold_back_and_what_they_did_not_wait_for(monkeypatch: Any) -> None:
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    tasks.metrics = metrics = Metrics()
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    await tasks.add([record("claims", offset, offset) for offset in range(4)])
+    assert value("docloop_task_held_records") == 4 and value("docloop_task_paused_partitions") == 1
+    clock.now = 102.0  # notes and acks stayed quiet for the whole allowance: the claims go without them
+    await tasks.pump()
+    assert len(applied) == 4
+    assert value("docloop_task_held_records") == 0 and value("docloop_task_paused_partitions") == 0
+    assert value("docloop_task_records_not_waited_for_total", input="notes") == 4
+    assert value("docloop_task_records_not_waited_for_total", input="acks") == 4
