@@ -487,7 +487,7 @@ class BatchLoader:
         named_patterns: set[str] = set()
         for chunk in _chunks(notification_ids):
             rows = await self.conn.execute(
-                select(t.notifications).where(self._among(t.notifications.c.notification_id, chunk))
+                select(t.notifications).where(among(self.conn, t.notifications.c.notification_id, chunk))
             )
             for row in rows:
                 state.load_notification(row.notification_id, row.pattern_id)
@@ -499,7 +499,7 @@ class BatchLoader:
                 state,
                 None,
                 [],
-                and_(self._among(t.patterns.c.pattern_id, sorted(named_patterns)), t.patterns.c.task == self.task),
+                and_(among(self.conn, t.patterns.c.pattern_id, sorted(named_patterns)), t.patterns.c.task == self.task),
             )
             if named_patterns
             else []
@@ -521,7 +521,7 @@ class BatchLoader:
             for chunk in _chunks(pending):
                 rows = await self.conn.execute(
                     select(t.cases).where(
-                        self._among(t.cases.c.pattern_id, chunk), t.cases.c.service_date.between(first, last)
+                        among(self.conn, t.cases.c.pattern_id, chunk), t.cases.c.service_date.between(first, last)
                     )
                 )
                 for row in rows:
@@ -533,7 +533,7 @@ class BatchLoader:
         encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
         authors = sorted({n.author.npi for n in notes})
         for chunk in _chunks(encounters):
-            query = select(t.notes).where(self._among(t.notes.c.encounter_id, chunk), t.notes.c.task == self.task)
+            query = select(t.notes).where(among(self.conn, t.notes.c.encounter_id, chunk), t.notes.c.task == self.task)
             for row in await self.conn.execute(query):
                 state.load_note(_note(row))
         await self._load_cases(
@@ -545,7 +545,7 @@ class BatchLoader:
                 None,
                 [],
                 and_(
-                    self._among(t.patterns.c.provider_npi, chunk),
+                    among(self.conn, t.patterns.c.provider_npi, chunk),
                     t.patterns.c.status.in_(WATCHED),
                     t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
                 ),
@@ -562,14 +562,16 @@ class BatchLoader:
 
     async def _load_cases(self, state: State, column: Any, values: Sequence[Any], condition: Any = True) -> None:
         for chunk in _chunks(values):
-            for row in await self.conn.execute(select(t.cases).where(self._among(column, chunk), condition)):
+            for row in await self.conn.execute(select(t.cases).where(among(self.conn, column, chunk), condition)):
                 if state.case(row.case_id) is None:
                     state.load_case(_case(row))
 
     async def _load_patterns(
         self, state: State, column: Any, values: Sequence[Any], condition: Any = None
     ) -> list[Pattern]:
-        conditions = [condition] if condition is not None else [self._among(column, chunk) for chunk in _chunks(values)]
+        conditions = (
+            [condition] if condition is not None else [among(self.conn, column, chunk) for chunk in _chunks(values)]
+        )
         loaded = []
         for where in conditions:
             for row in await self.conn.execute(select(t.patterns).where(where)):
@@ -584,13 +586,7 @@ class BatchLoader:
         columns = (t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
         values = [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in keys]
         for chunk in _chunks(values):
-            await self._load_patterns(state, None, [], self._among_rows(columns, chunk))
-
-    def _among(self, column: Any, values: Sequence[Any]) -> Any:
-        return among(self.conn, column, values)
-
-    def _among_rows(self, columns: Sequence[Any], rows: Sequence[tuple[Any, ...]]) -> Any:
-        return among_rows(self.conn, columns, rows)
+            await self._load_patterns(state, None, [], among_rows(self.conn, columns, chunk))
 
 
 # ---- writing back -----------------------------------------------------------------------------------
