@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +55,23 @@ from engine.store.routing import PASS_LIMIT as ROUTING_PASS_LIMIT
 log = logging.getLogger("docloop.serve")
 
 LOGGED_PATTERN_IDS = 20  # per batch log line; the metrics carry the totals
+
+
+async def partition_counts(
+    describe: Callable[[list[str]], Awaitable[list[dict[str, Any]]]],
+    topics: list[str],
+    wait_seconds: float = 30.0,
+) -> dict[str, int]:
+    """Each topic's partition count, as the brokers' metadata gives it. A topic created a moment ago may be
+    described with an error (no leader yet) and no partitions: that is asked again, up to wait_seconds, rather
+    than taken for a topic with the wrong count."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        described = await describe(topics)
+        settling = [d for d in described if d.get("error_code", 0) != 0 or not d["partitions"]]
+        if not settling or time.monotonic() >= deadline:
+            return {d["topic"]: len(d["partitions"]) for d in described}
+        await asyncio.sleep(0.2)
 
 
 class PartitioningError(Exception):
@@ -416,10 +433,9 @@ class Service:
         )
         await admin.start()
         try:
-            described = await admin.describe_topics(inbound_topics(self.settings))
+            counts = await partition_counts(admin.describe_topics, inbound_topics(self.settings))
         finally:
             await admin.close()
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
         expected = self.settings.topic_partitions
         if any(count != expected for count in counts.values()):
             found = ", ".join(f"{topic} has {count}" for topic, count in sorted(counts.items()))

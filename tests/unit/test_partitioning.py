@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from engine.partitioning import INPUTS, input_of, provider_of, task_of_npi
 from engine.replay import inbound_topic_names
-from engine.serve import inbound_topics
+from engine.serve import inbound_topics, partition_counts
 from engine.settings import Settings
 from schemas import decode_event
 from tests.support.events import ack, claim, npi, review
@@ -38,3 +39,28 @@ def test_serve_and_replay_read_the_reviews_topic_among_the_co_partitioned_inputs
     assert "reviews.topic" in inbound_topics(settings)  # subscribed, declared and in the partition-count check
     assert inbound_topic_names(settings)["reviews"] == "reviews.topic"
     assert list(inbound_topic_names(settings)) == list(INPUTS)  # the tie-break order serve uses too
+
+
+class SettlingMetadata:
+    """Describes a topic created a moment ago as the broker may: no leader yet (error 5), no partitions."""
+
+    def __init__(self, settling_answers: int) -> None:
+        self.settling_answers = settling_answers
+        self.asked = 0
+
+    async def __call__(self, topics: list[str]) -> list[dict[str, Any]]:
+        self.asked += 1
+        if self.asked <= self.settling_answers:
+            return [{"topic": t, "error_code": 5, "partitions": []} for t in topics]
+        return [{"topic": t, "error_code": 0, "partitions": [{"partition": p} for p in range(6)]} for t in topics]
+
+
+async def test_a_topic_just_created_is_asked_again_not_taken_for_one_with_no_partitions() -> None:
+    metadata = SettlingMetadata(settling_answers=2)
+    assert await partition_counts(metadata, ["events"]) == {"events": 6}
+    assert metadata.asked == 3
+
+
+async def test_metadata_that_never_settles_gives_its_count_after_the_wait() -> None:
+    metadata = SettlingMetadata(settling_answers=1_000)
+    assert await partition_counts(metadata, ["events"], wait_seconds=0.3) == {"events": 0}
