@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from engine.database import RESERVED_CONNECTIONS
 from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
@@ -82,6 +83,8 @@ class TaskRunner:
         self.idle_seconds = settings.task_idle_ms / 1000
         self.inputs: dict[int, TaskInputs] = {}
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
+        # Tasks apply their batches at once, but not more of them than the pool keeps connections for.
+        self.slots = asyncio.Semaphore(max(1, settings.database_pool_size - RESERVED_CONNECTIONS))
         self.wake = asyncio.Event()
         # Tasks assigned now: only these apply (a task held by two replicas for a moment would apply in two
         # orders). On assignment every input partition is read again from the position the store holds; the
@@ -273,6 +276,10 @@ class TaskRunner:
         return {t: frozenset(topics) for t, topics in found.items()}
 
     async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
+        async with self.slots:
+            return await self._apply_batches(task, raws)
+
+    async def _apply_batches(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
         size = self.settings.batch_max_records
         moved: dict[TopicPartition, int] = {}
         for start in range(0, len(raws), size):

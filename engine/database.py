@@ -50,7 +50,12 @@ def masked(url: str) -> str:
         return "(unparseable database URL)"
 
 
-def connect(url: str) -> AsyncEngine:
+# Connections of the pool used by other work than the tasks' batches: the department and routing stage, the
+# relay, the ticker or pruning, and the probes and read API.
+RESERVED_CONNECTIONS = 4
+
+
+def connect(url: str, pool_size: int = 10) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = create_async_engine(url)
 
@@ -64,6 +69,12 @@ def connect(url: str) -> AsyncEngine:
 
         return database
     # A short connect timeout: while the database is down, retries should come quickly, not hang for a minute.
+    # The pool must hold every connection in steady use: one given back when the pool is full is closed, and
+    # a new one prepares every statement again (and asks the server for its types) before it is any quicker.
     return create_async_engine(
-        url, pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args={"timeout": 10, "command_timeout": 60}
+        url,
+        pool_size=pool_size,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"timeout": 10, "command_timeout": 60},
     )

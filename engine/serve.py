@@ -126,7 +126,7 @@ async def _bodies_as_bytes(message: KafkaMessage, original: Any) -> list[bytes]:
 class Service:
     def __init__(self, settings: Settings, database: AsyncEngine | None = None) -> None:
         self.settings = settings
-        self.database = database or connect(settings.database_url)
+        self.database = database or connect(settings.database_url, settings.database_pool_size)
         self.processor = Processor(settings, self.database)
         self.security = KafkaSecurity.from_settings(settings)  # reads the password file, if any, now
         self.metrics = Metrics()

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///./docloop.db",
         description="SQLAlchemy async URL of the store (production: `postgresql+asyncpg://user:password@host/db`)",
     )
+    database_pool_size: int = Field(
+        10,
+        ge=5,
+        description="PostgreSQL connections serve keeps open (plus up to 5 more for bursts); tasks apply up to "
+        "this less 4 batches at once (the other 4 serve the stages, the relay and the probes)",
+    )
     kafka_bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, comma separated")
     group_id: str = Field("docloop", description="Kafka consumer group of the engine replicas")
     topic_claims_denied: str = Field("claims.denied.v1", description="inbound topic of ClaimDenied events")

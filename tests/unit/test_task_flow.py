@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -221,3 +222,30 @@ async def test_metrics_show_what_tasks_hold_back_and_what_they_did_not_wait_for(
     assert value("docloop_task_held_records") == 0 and value("docloop_task_paused_partitions") == 0
     assert value("docloop_task_records_not_waited_for_total", input="notes") == 4
     assert value("docloop_task_records_not_waited_for_total", input="acks") == 4
+
+
+async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connections_for() -> None:
+    consumer = FakeConsumer()
+    processor = SimpleNamespace(
+        wall_clock=lambda: T0,
+        decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
+        database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
+    )
+    running: list[int] = []
+    most = 0
+
+    async def apply(batch: Any, task: int, idle: bool) -> BatchReport:
+        nonlocal most
+        running.append(task)
+        most = max(most, len(running))
+        await asyncio.sleep(0.01)
+        running.remove(task)
+        return BatchReport()
+
+    settings = Settings(task_idle_ms=0, database_pool_size=6)  # 6 less the 4 kept for the stages: 2 at once
+    tasks = TaskRunner(settings, processor, ["claims"], apply, lambda *_: None, lambda: consumer)  # type: ignore[arg-type]
+    tasks.assign(set(range(6)))
+    at = T0.isoformat().encode()
+    await tasks.add([ConsumerRecord("claims", p, 0, 0, 0, b"k", at, None, 0, 0, []) for p in range(6)])
+    await tasks.pump()
+    assert most == 2
