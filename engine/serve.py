@@ -342,7 +342,9 @@ class Service:
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.settings.tick_seconds)
             if self.stopping.is_set():
                 return
-            for task in range(self.settings.topic_partitions):  # each task's clock on its own
+            # Each task's clock on its own, by the replica that owns the task (another replica's task is
+            # advanced by its owner: taking its lock here would only make the owner's batches wait).
+            for task in sorted(self.tasks.owned):
                 try:
                     report, rows = await self.processor.advance_idle_clock(task)
                 except Exception as error:

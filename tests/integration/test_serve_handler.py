@@ -118,3 +118,20 @@ async def test_a_batch_the_store_refuses_is_split_until_the_one_event_is_alone(s
     ]
     assert sum(v for k, v in report.events.items() if k.endswith(":applied")) == 63
     assert passes <= 2 * 6 + 2  # halves down to one event: about 2 log2(64), not 64
+
+
+async def test_the_ticker_advances_only_the_tasks_this_replica_owns(sqlite_url: str) -> None:
+    service = Service(Settings(database_url=sqlite_url, tick_seconds=0.01))
+    service.tasks.assign({1, 4})
+    advanced: list[int] = []
+
+    async def advance(task: int = 0) -> tuple[object, list[object]]:
+        advanced.append(task)
+        if len(advanced) >= 4:
+            service.stopping.set()
+        return None, []
+
+    service.processor.advance_idle_clock = advance  # type: ignore[method-assign,assignment]
+    await asyncio.wait_for(service.run_ticker(), timeout=10)
+    await service.database.dispose()
+    assert advanced == [1, 4, 1, 4]
