@@ -163,6 +163,13 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
                 result=verdict(value, TARGET_P99_MS, False) if is_p99 else "",
             )
         )
+    no_wait = results.get("latency_no_wait") or {}
+    if no_wait:
+        for name in ("p50", "p99"):
+            value = no_wait.get(f"{name}_ms")
+            if value is None and no_wait.get(f"{name}_unbounded"):
+                value = math.inf
+            rows.append(Row(f"latency {name}, ms, DOCLOOP_TASK_IDLE_MS=0 (no wait)", fmt(value, 1)))
     sc = results.get("scale") or {}
     loaded = (sc.get("preloaded") or {}).get("events_per_s")
     empty = (sc.get("empty") or {}).get("events_per_s")

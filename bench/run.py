@@ -23,7 +23,8 @@ latency     a fresh serve and database process BENCH_WARMUP events first; then s
             fresh provider NPI two claim denials (CO-150/M25 on 99215), then, about 2 s later, the third, which
             opens the pattern. Latency = when a consumer of the notifications topic receives that pattern's
             pattern_opened (matched by pattern.provider_npi) minus when the third denial was handed to the
-            producer. Probes count toward the offered rate.
+            producer. Probes count toward the offered rate. Then the same again with DOCLOOP_TASK_IDLE_MS=0
+            (unless it is 0 already): the engine's own path, reported without a target.
 scaleout    BENCH_SCALEOUT_EVENTS events (default BENCH_EVENTS) through serve with 1 replica and
             with 3 replicas in one consumer group (6 partitions: 6 tasks), each run on fresh topics and a fresh
             database reached through a loopback proxy that delays every chunk by BENCH_PROXY_DELAY_MS (default
@@ -1057,21 +1058,35 @@ class Bench:
         }
 
     async def latency(self) -> None:
+        """With the configured DOCLOOP_TASK_IDLE_MS (the figure with a target), then with 0: what the engine's
+        own path costs when nothing waits for a quiet input (Kafka Streams' default)."""
+        self.results["latency"] = await self._latency_run(None)
+        if os.environ.get("DOCLOOP_TASK_IDLE_MS", "") != "0":
+            self.results["latency_no_wait"] = await self._latency_run("0")
+
+    async def _latency_run(self, idle_ms: str | None) -> dict[str, Any]:
         cfg = self.cfg
         slots = cfg.rate * cfg.latency_seconds
         probes = min(cfg.probes, max(1, slots // 12))
         background_count = slots - 3 * probes
         _, events = simulated(cfg, cfg.warmup + background_count)
         warm, background = events[: cfg.warmup], events[cfg.warmup :]
-        topics = Topics(f"bench.{self.run_id}.lat.")
+        run = "lat" if idle_ms is None else f"lat{idle_ms}"
+        topics = Topics(f"bench.{self.run_id}.{run}.")
         await self.kafka.create(topics)
         ends = await self.kafka.produce(topics, warm)
-        database = await self.dbs.create("lat")
+        database = await self.dbs.create(run)
         group = f"{topics.prefix}engine"
         log(f"latency: warm-up of {len(warm)} events")
         await settle()
+        env = self.serve_env(topics, group, database)
+        if idle_ms is not None:
+            env["DOCLOOP_TASK_IDLE_MS"] = idle_ms
+            log(f"latency: again with DOCLOOP_TASK_IDLE_MS={idle_ms}")
         process, path = self.procs.start(
-            "serve-latency", [sys.executable, "-m", "engine.cli", "serve"], self.serve_env(topics, group, database)
+            f"serve-latency{'' if idle_ms is None else '-idle' + idle_ms}",
+            [sys.executable, "-m", "engine.cli", "serve"],
+            env,
         )
         try:
             ready = await Processes.ready(process, path, '"docloop serving"')
@@ -1099,12 +1114,13 @@ class Bench:
             log(
                 f"warning: serve logged {len(disturbed)} warnings in the latency run (e.g. {disturbed[0]!r}): disturbed"
             )
-        self.results["latency"] = measured
         log(
             f"  p50 {report.fmt(measured['p50_ms'], 1)} ms, p95 {report.fmt(measured['p95_ms'], 1)} ms, "
             f"p99 {report.fmt(measured['p99_ms'], 1)} ms, missing {measured['probes_missing']}; serve used "
             f"{report.fmt((measured['serve_cpu_share'] or 0) * 100, 0)}% of a core"
         )
+        measured["task_idle_ms"] = idle_ms
+        return measured
 
     async def _offer(
         self, topics: Topics, background: list[Event], probes: int, process: subprocess.Popen[bytes]

@@ -78,6 +78,7 @@ def test_table_rows_and_alignment() -> None:
             "ratio": 0.4,
         },
         "latency": {"p50_ms": 50.0, "p95_ms": 90.0, "p99_ms": None, "p99_unbounded": True},
+        "latency_no_wait": {"p50_ms": 30.0, "p95_ms": 40.0, "p99_ms": 45.5},
         "scale": {
             "cases": 10,
             "empty": {"events_per_s": 400.0},
@@ -111,6 +112,8 @@ def test_table_rows_and_alignment() -> None:
     assert (poison.value, poison.baseline, poison.ratio) == ("300", "400 (clean)", "0.750")
     p99 = next(row for row in rows if row.measure.startswith("latency p99"))
     assert p99.value == "inf"
+    no_wait = next(row for row in rows if row.measure.startswith("latency p99") and "=0" in row.measure)
+    assert (no_wait.value, no_wait.result) == ("45.5", "")  # what the engine's own path costs: no target of its own
     table = report.render_table(rows).splitlines()
     assert table[0].split() == ["measure", "value", "baseline", "ratio", "target", "pass/fail"]
     assert set(table[1]) <= {"-", " "}
