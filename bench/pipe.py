@@ -4,8 +4,8 @@ It consumes the inbound topics in batches (its own consumer group, from the earl
 value with json.loads, produces one message per input to an output topic (same key, the value encoded again),
 waits for the broker to confirm the batch and then commits the batch's offsets. That is the least any
 at-least-once Kafka service in Python does per event, with the same producer settings as `docloop serve`
-(acks=all, idempotence, linger 5 ms) and the same batch size (bench.run passes serve's). It prints
-`pipe ready` once its clients have started and runs until SIGTERM/SIGINT.
+(acks=all, idempotence, linger 5 ms), polling as many records at once as serve (bench.run passes serve's poll
+size). It prints `pipe ready` once its clients have started and runs until SIGTERM/SIGINT.
 
     python -m bench.pipe --bootstrap localhost:9092 --group g --topics a,b,c --out-topic o
 """
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topics", required=True, help="comma-separated inbound topics")
     parser.add_argument("--out-topic", required=True)
     parser.add_argument(
-        "--max-records", type=int, default=500, help="records per batch (bench.run passes serve's batch_max_records)"
+        "--max-records", type=int, default=500, help="records per batch (bench.run passes serve's poll size)"
     )
     args = parser.parse_args(argv)
     topics = [name for name in args.topics.split(",") if name]

@@ -495,11 +495,12 @@ class Processes:
         self.running.clear()
 
 
-def serve_batch_size() -> int:
-    """serve's batch size (DOCLOOP_BATCH_MAX_RECORDS or its default): the pipe uses the same."""
+def serve_poll_size(partitions: int) -> int:
+    """How many records serve asks Kafka for at once (DOCLOOP_BATCH_MAX_RECORDS, or its default, per partition
+    number): the pipe polls as many."""
     from engine.settings import Settings
 
-    return Settings().batch_max_records
+    return Settings().batch_max_records * partitions
 
 
 def free_port() -> int:
@@ -756,7 +757,7 @@ class Bench:
             "--out-topic",
             topics.name("pipe-out"),
             "--max-records",
-            str(serve_batch_size()),
+            str(serve_poll_size(self.cfg.partitions)),
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         await settle()

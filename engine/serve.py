@@ -206,7 +206,9 @@ class Service:
             *inbound_topics(s),
             group_id=s.group_id,
             batch=True,
-            max_records=s.batch_max_records,
+            # Up to a transaction's worth per task: with one transaction's worth shared by all tasks, each task
+            # applied a sixth of DOCLOOP_BATCH_MAX_RECORDS at a time (6 tasks), at 10% more CPU per event.
+            max_records=s.batch_max_records * s.topic_partitions,
             batch_timeout_ms=s.batch_timeout_ms,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,

@@ -81,7 +81,12 @@ class Settings(BaseSettings):
     )
 
     # Processing
-    batch_max_records: int = Field(1000, ge=1, description="most events applied in one database transaction")
+    batch_max_records: int = Field(
+        1000,
+        ge=1,
+        description="most events a task applies in one database transaction; a poll of Kafka takes up to this "
+        "many per partition number (DOCLOOP_TOPIC_PARTITIONS times it)",
+    )
     batch_timeout_ms: int = Field(200, ge=1, description="longest wait to fill a batch")
     max_event_bytes: int = Field(1_000_000, ge=1024, description="larger events go to the DLQ")
     max_clock_skew_minutes: int = Field(60, ge=0, description="events further ahead of wall time go to the DLQ")

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine.partitioning import INPUTS, input_of, provider_of, task_of_npi
 from engine.replay import inbound_topic_names
-from engine.serve import inbound_topics, partition_counts
+from engine.serve import Service, inbound_topics, partition_counts
 from engine.settings import Settings
 from schemas import decode_event
 from tests.support.events import ack, claim, npi, review
@@ -64,3 +64,9 @@ async def test_a_topic_just_created_is_asked_again_not_taken_for_one_with_no_par
 async def test_metadata_that_never_settles_gives_its_count_after_the_wait() -> None:
     metadata = SettlingMetadata(settling_answers=1_000)
     assert await partition_counts(metadata, ["events"], wait_seconds=0.3) == {"events": 0}
+
+
+def test_a_poll_takes_up_to_a_full_transaction_for_every_task() -> None:
+    # One transaction's worth shared by six tasks made each task's transaction a sixth of it.
+    service = Service(Settings(topic_partitions=4, batch_max_records=250), database=None)
+    assert service.subscriber.max_records == 1000
