@@ -233,6 +233,9 @@ class Relay:
         idle = self.settings.relay_idle_ms / 1000
         wait = idle
         while not stopping.is_set():
+            # Cleared before the pass, not after it: rows a stage commits during a pass that did not see them
+            # wake the next pass at once instead of waiting out the poll interval.
+            wake.clear()
             try:
                 marked = await self.relay_once()
                 wait = idle if marked else min(max(wait * 2, idle), 5.0) if self.blocked_since else idle
@@ -245,7 +248,6 @@ class Relay:
                 log.warning("relay: pass failed", extra={"retry_in_s": wait, "error": type(error).__name__})
                 marked = 0
             if marked == 0:
-                wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=wait)
 

@@ -277,7 +277,8 @@ class Service:
         crash_point("after_commit")
         self.totals.add(report)
         self.metrics.observe_batch(report, seconds)
-        self.relay_wake.set()
+        if report.rejected:  # only the DLQ's rows go straight to the outbox; the stages route the rest
+            self.relay_wake.set()
         self.stage_wake.set()  # the watermark may have moved: the stages route what it passed
         log.info(
             "batch applied",
@@ -353,10 +354,9 @@ class Service:
                     log.warning("ticker: store unavailable", extra={"error": type(error).__name__})
                     break
                 self.stage_wake.set()
-                if rows:
+                if rows:  # queued for the routing stage, woken above
                     self.totals.add(report)
                     self.metrics.record(report)
-                    self.relay_wake.set()
                     log.info("idle clock advanced", extra={"task": task, "messages": len(rows)})
 
     async def run_department_stage(self) -> None:
