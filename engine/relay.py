@@ -240,7 +240,8 @@ class Relay:
                 marked = await self.relay_once()
                 wait = idle if marked else min(max(wait * 2, idle), 5.0) if self.blocked_since else idle
             except Exception as error:  # a relay that died would silently stop all output
-                # Back off, but a batch committed meanwhile (the store is back) wakes the relay at once.
+                # Back off, but a stage pass that routed messages meanwhile (the store is back) wakes the relay
+                # at once.
                 wait = min(max(wait * 2, 0.5), 5.0)
                 self._progress(blocked=True)
                 if self.metrics is not None:
