@@ -34,6 +34,7 @@ from engine.errors import (
     writable_file,
 )
 from engine.ingest import cli as ingest
+from engine.runtime import tune_gc
 from engine.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -140,6 +141,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             leftover.unlink()
         settings = settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{(out / 'docloop.db').resolve()}"})
     _migrate(settings.database_url)
+    tune_gc()
     result = asyncio.run(replay(paths, out, settings, args.partitions, progress=Progress()))
     events = result.report.events
     print(f"replayed {result.lines} lines from {len(paths)} file(s) into {out}/")

@@ -24,9 +24,12 @@ def check_database_url(url: str) -> None:
             "not a database URL; expected e.g. sqlite+aiosqlite:///./docloop.db or "
             "postgresql+asyncpg://user:password@host/db"
         ) from None
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    expected = " or ".join(f"{b}+{d}" for b, d in ASYNC_DRIVERS.items())
+    try:  # a URL without a driver names its backend's default one, which SQLAlchemy must load to say
+        backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"unsupported database {parsed.drivername!r} in {masked(url)}; use {expected}") from None
     if ASYNC_DRIVERS.get(backend) != driver:
-        expected = " or ".join(f"{b}+{d}" for b, d in ASYNC_DRIVERS.items())
         raise DatabaseUrlError(f"unsupported database driver {parsed.drivername!r} in {masked(url)}; use {expected}")
     try:
         parsed.get_dialect()

@@ -45,6 +45,7 @@ from engine.logs import setup_logging
 from engine.metrics import Metrics
 from engine.relay import Relay
 from engine.retention import prune
+from engine.runtime import tune_gc
 from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable, reason_kind
 from engine.settings import Settings
 from engine.store import repository
@@ -669,6 +670,7 @@ def asyncapi_document() -> Any:
 def run_service(settings: Settings) -> int:
     """Run serve until SIGTERM. Exit codes: 0 stopped, 2 bad settings, 3 Kafka or the store unreachable."""
     setup_logging(settings.log_level)
+    tune_gc()
     try:
         check_database_url(settings.database_url)
         service = Service(settings)

@@ -91,6 +91,8 @@ def test_bad_database_urls_are_named_without_their_password(tmp_path: Path) -> N
         docloop("db", "upgrade", "--database-url", "mysql+nodriver://u:hunter2@h/d", cwd=tmp_path), 2, "mysql+nodriver"
     )
     assert "hunter2" not in line and "***" in line
+    line = fails(docloop("db", "upgrade", "--database-url", "mongodb://u:hunter2@h/d", cwd=tmp_path), 2, "mongodb")
+    assert "hunter2" not in line and "***" in line
     unreachable = f"postgresql+asyncpg://docloop:hunter2@127.0.0.1:{closed_port()}/docloop"
     line = fails(docloop("db", "upgrade", "--database-url", unreachable, cwd=tmp_path), 3, "cannot reach")
     assert "hunter2" not in line
