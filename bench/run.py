@@ -295,7 +295,12 @@ class Kafka:
     async def create(self, topics: Topics) -> None:
         assert self.admin is not None
         names = topics.all
-        await self.admin.create_topics([NewTopic(n, self.cfg.partitions, 1) for n in names])
+        # Inbound topics as serve declares its own: stamped by the broker (a task's idle allowance runs from
+        # the append time; engine/consumer.py). The pipe reads them too.
+        stamped = {"message.timestamp.type": "LogAppendTime"}
+        await self.admin.create_topics(
+            [NewTopic(n, self.cfg.partitions, 1, topic_configs=stamped if n in topics.inbound else {}) for n in names]
+        )
         self.created += names
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # every partition has a leader before anyone produces

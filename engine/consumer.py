@@ -32,6 +32,8 @@ from engine.tasks import TaskInputs, with_time
 
 log = logging.getLogger("docloop.consumer")
 
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timestamp on arrival
+
 Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
 Applied = Callable[[BatchReport, int, float], None]
 
@@ -123,22 +125,33 @@ class TaskRunner:
     async def add(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         self.in_flight.clear()  # FastStream hands over each batch getmany returned whole, one at a time
         wall = self.processor.wall_clock()
-        now = time.monotonic()
+        now, epoch = time.monotonic(), time.time()
         for r in records:
             raw = RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}", r.topic, r.partition, r.offset)
             task = self.inputs.get(r.partition)
             if task is None:
                 task = self.inputs[r.partition] = TaskInputs(self.topics)
-            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), self._arrival(r, now))
+            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), self._arrival(r, now, epoch))
         self._flow(now)
         await self.pump()
 
-    def _arrival(self, record: ConsumerRecord[Any, Any], now: float) -> float:
-        """When a record counts as arrived: now, or when a pause held it back in the broker."""
+    def _arrival(self, record: ConsumerRecord[Any, Any], now: float, epoch: float) -> float:
+        """When a record counts as arrived (on the monotonic clock): when it reached the broker, if the broker
+        says so (a topic with `message.timestamp.type=LogAppendTime`); else now, or when a pause held it back
+        in the broker.
+
+        The promise bounds how much later one input's records reach the broker than another's of the same
+        event time, so the idle allowance runs from the broker's append time: records a backfill or a failover
+        finds there long since wait only for the broker's word that nothing earlier is on its way. A producer's
+        own timestamp (CreateTime) may be anything, an event time among them, so it is not used."""
         held = self.held.get(TopicPartition(record.topic, record.partition))
         while held and held[0][0] <= record.offset:  # offsets only grow (a re-read comes with a rebalance)
             held.pop(0)
-        return min(now, held[0][1]) if held else now
+        arrived = min(now, held[0][1]) if held else now
+        if record.timestamp_type == LOG_APPEND_TIME and record.timestamp is not None:
+            # The broker's clock against this host's (NTP keeps them milliseconds apart); never in the future.
+            arrived = min(arrived, now - max(0.0, epoch - record.timestamp / 1000))
+        return arrived
 
     def _flow(self, now: float) -> None:
         """Pause the input partitions whose queue is full; resume those drained to half of it."""

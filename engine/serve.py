@@ -22,6 +22,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -73,6 +74,24 @@ async def partition_counts(
         if not settling or time.monotonic() >= deadline:
             return {d["topic"]: len(d["partitions"]) for d in described}
         await asyncio.sleep(0.2)
+
+
+async def timestamp_types(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, str]:
+    """Each topic's `message.timestamp.type` (CreateTime or LogAppendTime); topics the broker does not
+    describe are left out. Best effort: an ACL that forbids DescribeConfigs leaves the answer empty."""
+    wanted = [ConfigResource(ConfigResourceType.TOPIC, name, {"message.timestamp.type": None}) for name in topics]
+    try:
+        responses = await admin.describe_configs(wanted)
+    except Exception as error:
+        log.info("topic configs unknown", extra={"error": type(error).__name__})
+        return {}
+    found = {}
+    for response in responses:
+        for error_code, _, _, name, entries in response.resources:
+            for entry in entries if error_code == 0 else []:
+                if entry[0] == "message.timestamp.type":
+                    found[name] = entry[1]
+    return found
 
 
 class PartitioningError(Exception):
@@ -410,8 +429,13 @@ class Service:
                 *outbound_topics(self.settings).values(),
             ]
             missing = [name for name in dict.fromkeys(wanted) if name not in existing]
-            # The DLQ keeps rejected bytes unchanged, so it may hold PHI: it gets its own, short retention.
-            dlq_retention = {"retention.ms": str(self.settings.dlq_retention_hours * 3_600_000)}
+            inbound = inbound_topics(self.settings)
+            configs: dict[str, dict[str, str]] = {
+                # The DLQ keeps rejected bytes unchanged, so it may hold PHI: it gets its own, short retention.
+                self.settings.topic_dlq: {"retention.ms": str(self.settings.dlq_retention_hours * 3_600_000)},
+                # Inputs stamped by the broker: a task's idle allowance runs from there (engine/consumer.py).
+                **{name: {"message.timestamp.type": "LogAppendTime"} for name in inbound},
+            }
             if missing:
                 await admin.create_topics(
                     [
@@ -419,12 +443,21 @@ class Service:
                             name,
                             self.settings.topic_partitions,
                             self.settings.topic_replication,
-                            topic_configs=dlq_retention if name == self.settings.topic_dlq else {},
+                            topic_configs=configs.get(name, {}),
                         )
                         for name in missing
                     ]
                 )
                 log.info("topics created", extra={"topics": missing, "partitions": self.settings.topic_partitions})
+            producer_stamped = sorted(
+                name for name, kind in (await timestamp_types(admin, inbound)).items() if kind != "LogAppendTime"
+            )
+            if producer_stamped:
+                log.info(
+                    "inputs carry the producer's timestamps: their idle allowance runs from when serve reads them, "
+                    "not from when the broker got them (set message.timestamp.type=LogAppendTime on them)",
+                    extra={"topics": producer_stamped},
+                )
         finally:
             await admin.close()
 

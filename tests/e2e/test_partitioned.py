@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 
 from engine.database import connect
+from engine.serve import timestamp_types
 from engine.store import tables as t
 from tests.e2e.conftest import ROOT, Stack, as_serve_publishes, message_id
 
@@ -150,6 +152,15 @@ async def test_one_replica_with_a_lagging_topic_publishes_what_replay_writes(
     lines, expected = quarter
     stack.partitions = PARTITIONS
     stack.start()
+    # serve declared its inputs stamped by the broker: the idle allowance runs from the append time.
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        inbound = [stack.topic(name) for name in ("claims", "notes", "acks", "reviews")]
+        stamps = await timestamp_types(admin, [*inbound, stack.topic("notifications")])
+    finally:
+        await admin.close()
+    assert stamps == {**dict.fromkeys(inbound, "LogAppendTime"), stack.topic("notifications"): "CreateTime"}
     await publish_lagging_acks(stack, lines)
     await wait_until_done(stack, len(lines))
 

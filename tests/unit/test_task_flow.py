@@ -249,3 +249,55 @@ async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connect
     await tasks.add([ConsumerRecord("claims", p, 0, 0, 0, b"k", at, None, 0, 0, []) for p in range(6)])
     await tasks.pump()
     assert most == 2
+
+
+def stamped(topic: str, offset: int, minutes: int, appended: float, by_broker: bool) -> ConsumerRecord[Any, Any]:
+    """A record whose timestamp (epoch seconds) the broker set on arrival (LogAppendTime) or the producer gave."""
+    at = (T0 + timedelta(minutes=minutes)).isoformat()
+    kind = 1 if by_broker else 0
+    return ConsumerRecord(topic, 0, offset, int(appended * 1000), kind, b"k", at.encode(), None, 0, 0, [])
+
+
+async def test_the_allowance_runs_from_when_the_broker_got_the_record_if_the_broker_stamped_it(
+    monkeypatch: Any,
+) -> None:
+    """A backfill's records (in the broker for minutes) go at once when the quiet inputs have nothing in the
+    broker; a record the broker got a second ago waits the rest of the allowance."""
+    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    monkeypatch.setattr("engine.consumer.time.time", epoch)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+
+    await tasks.add([stamped("claims", 0, 0, epoch.now - 300, by_broker=True)])
+    assert applied == ["claims/0/0"]
+
+    await tasks.add([stamped("claims", 1, 1, epoch.now - 1.5, by_broker=True)])
+    assert applied == ["claims/0/0"]
+    assert tasks.inputs[0].next_wait(clock.now, tasks.idle_seconds) == 0.5
+    clock.now += 0.5
+    await tasks.pump()
+    assert applied == ["claims/0/0", "claims/0/1"]
+
+
+async def test_a_producers_timestamp_or_one_from_the_future_does_not_shorten_the_wait(monkeypatch: Any) -> None:
+    """CreateTime is whatever the producer wrote (an event time, say); a broker clock ahead of this host's
+    must not make a record count as arrived later than now either."""
+    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    monkeypatch.setattr("engine.consumer.time.time", epoch)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+
+    await tasks.add([stamped("claims", 0, 0, epoch.now - 300, by_broker=False)])
+    assert applied == []
+    assert tasks.inputs[0].next_wait(clock.now, tasks.idle_seconds) == 2.0
+
+    await tasks.add([stamped("notes", 0, 1, epoch.now + 5, by_broker=True)])
+    assert tasks.inputs[0].arrived["notes"][0] == clock.now
+    clock.now += 2.0
+    await tasks.pump()
+    await tasks.pump()  # (the claims input ran dry in the first: the broker is asked again before notes go)
+    assert applied == ["claims/0/0", "notes/0/0"]
