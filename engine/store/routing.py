@@ -219,14 +219,15 @@ async def _count(conn: AsyncConnection, found: Counter[Count]) -> None:
         return
     table = t.routing_volume
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.recipient, table.c.day, table.c.outcome],
+        set_={"count": table.c.count + statement.excluded.count},
+    )
+    # One statement for any number of rows (its compiled form is cached; rows as VALUES would compile anew
+    # for each count, and that took a fifth of the routing stage).
     for chunk in _chunks(rows):
-        statement = dialect.insert(table).values(list(chunk))
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[table.c.recipient, table.c.day, table.c.outcome],
-                set_={"count": table.c.count + statement.excluded.count},
-            )
-        )
+        await conn.execute(statement, list(chunk))
 
 
 async def load_volume(conn: AsyncConnection) -> Counter[Count]:
