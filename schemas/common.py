@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -65,8 +66,11 @@ class RootCause(StrEnum):
 def npi_is_valid(npi: str) -> bool:
     """NPI check digit: Luhn over the card-issuer prefix 80840 followed by the first nine digits."""
     # isdigit() alone would take other scripts' digits (Arabic-Indic, fullwidth...): an NPI is ASCII.
-    if len(npi) != 10 or not npi.isascii() or not npi.isdigit():
-        return False
+    return len(npi) == 10 and npi.isascii() and npi.isdigit() and _check_digit_holds(npi)
+
+
+@functools.lru_cache(maxsize=65536)  # events name the same few thousand NPIs over and over (10 bytes each)
+def _check_digit_holds(npi: str) -> bool:
     digits = [int(c) for c in "80840" + npi[:9]]
     total = 0
     for position, digit in enumerate(reversed(digits)):

@@ -25,6 +25,17 @@ def test_invalid_npis_fail(value: str) -> None:
     assert not npi_is_valid(value)
 
 
+def test_the_check_digit_cache_keeps_only_ten_ascii_digits() -> None:
+    """Its entries are bounded in size as in number: a hostile megabyte-long "NPI" is refused before it."""
+    from schemas.common import _check_digit_holds
+
+    before = _check_digit_holds.cache_info().currsize
+    assert not npi_is_valid("1" * 1_000_000) and not npi_is_valid("١٢٣٤٥٦٧٨٩٣")
+    assert _check_digit_holds.cache_info().currsize == before
+    assert npi_is_valid("1234567893") and not npi_is_valid("1234567894")  # cached or not, the same answer
+    assert npi_is_valid("1234567893") and not npi_is_valid("1234567894")
+
+
 def test_the_design_examples_decode() -> None:
     decoded = [
         decode_event(
