@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from schemas import Documentation, RootCause
@@ -38,8 +38,13 @@ def em_rates() -> dict[str, Decimal]:
 
 def supported_em_level(procedure_code: str, documentation: Documentation) -> str:
     """The highest office E/M code of the same family (new or established patient) the note supports."""
+    return _supported_em_level(procedure_code, documentation.mdm_level, documentation.total_time_minutes)
+
+
+@lru_cache(maxsize=4096)  # asked for every office visit's note, from a handful of (code, MDM, minutes)
+def _supported_em_level(procedure_code: str, mdm: str | None, minutes: int | None) -> str:
     family = [code for code in EM_REQUIREMENTS if code[:4] == procedure_code[:4]]
-    supported = [code for code in family if em_level_supported(code, documentation)]
+    supported = [code for code in family if not _em_gaps(code, mdm, minutes)]
     return max(supported, default=procedure_code)
 
 
@@ -76,9 +81,11 @@ def em_level_supported(procedure_code: str, documentation: Documentation) -> boo
 
 def em_level_gaps(procedure_code: str, documentation: Documentation) -> list[str]:
     """What keeps the note from supporting the E/M level selected: neither MDM nor time reaches it."""
+    return _em_gaps(procedure_code, documentation.mdm_level, documentation.total_time_minutes)
+
+
+def _em_gaps(procedure_code: str, mdm: str | None, minutes: int | None) -> list[str]:
     required_mdm, required_minutes = EM_REQUIREMENTS[procedure_code]
-    mdm = documentation.mdm_level
-    minutes = documentation.total_time_minutes
     if (mdm is not None and MDM_RANK[mdm] >= MDM_RANK[required_mdm]) or (
         minutes is not None and minutes >= required_minutes
     ):
