@@ -6,12 +6,13 @@ batch, not on how many cases and patterns are stored.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, any_, bindparam, delete, func, select, text, tuple_, update
+from sqlalchemy import JSON, Row, Table, and_, any_, bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -107,7 +108,7 @@ async def _write_postgresql(conn: AsyncConnection, table: Table, rows: list[dict
     arrays, casts = [], []
     for position, name in enumerate(names, start=1):
         column_type = table.c[name].type
-        process = column_type.bind_processor(dialect)
+        process = _json_text if isinstance(column_type, JSON) else column_type.bind_processor(dialect)
         values = [row[name] for row in rows]
         arrays.append([process(v) for v in values] if process else values)
         casts.append(f"${position}::{column_type.compile(dialect=dialect)}[]")
@@ -124,6 +125,11 @@ async def _write_postgresql(conn: AsyncConnection, table: Table, rows: list[dict
         statement += "ON CONFLICT DO NOTHING"
     raw = await conn.get_raw_connection()
     await raw.driver_connection.execute(statement, *arrays)  # type: ignore[union-attr]
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text (its lists are mostly empty: those skip the encoder)."""
+    return "[]" if value == [] else json.dumps(value)
 
 
 async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:

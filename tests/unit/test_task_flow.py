@@ -258,17 +258,23 @@ def stamped(topic: str, offset: int, minutes: int, appended: float, by_broker: b
     return ConsumerRecord(topic, 0, offset, int(appended * 1000), kind, b"k", at.encode(), None, 0, 0, [])
 
 
+def on_clocks(monkeypatch: Any) -> tuple[Clock, Clock, TaskRunner, list[str]]:
+    """A task runner (2 s allowance) on a monotonic clock and a wall clock (epoch seconds) the test moves."""
+    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    monkeypatch.setattr("engine.consumer.time.time", epoch)
+    applied: list[str] = []
+    tasks = runner(FakeConsumer(), applied)
+    tasks.idle_seconds = 2.0
+    return clock, epoch, tasks, applied
+
+
 async def test_the_allowance_runs_from_when_the_broker_got_the_record_if_the_broker_stamped_it(
     monkeypatch: Any,
 ) -> None:
     """A backfill's records (in the broker for minutes) go at once when the quiet inputs have nothing in the
     broker; a record the broker got a second ago waits the rest of the allowance."""
-    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
-    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
-    monkeypatch.setattr("engine.consumer.time.time", epoch)
-    consumer, applied = FakeConsumer(), []
-    tasks = runner(consumer, applied)
-    tasks.idle_seconds = 2.0
+    clock, epoch, tasks, applied = on_clocks(monkeypatch)
 
     await tasks.add([stamped("claims", 0, 0, epoch.now - 300, by_broker=True)])
     assert applied == ["claims/0/0"]
@@ -284,12 +290,7 @@ async def test_the_allowance_runs_from_when_the_broker_got_the_record_if_the_bro
 async def test_a_producers_timestamp_or_one_from_the_future_does_not_shorten_the_wait(monkeypatch: Any) -> None:
     """CreateTime is whatever the producer wrote (an event time, say); a broker clock ahead of this host's
     must not make a record count as arrived later than now either."""
-    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
-    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
-    monkeypatch.setattr("engine.consumer.time.time", epoch)
-    consumer, applied = FakeConsumer(), []
-    tasks = runner(consumer, applied)
-    tasks.idle_seconds = 2.0
+    clock, epoch, tasks, applied = on_clocks(monkeypatch)
 
     await tasks.add([stamped("claims", 0, 0, epoch.now - 300, by_broker=False)])
     assert applied == []
