@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from engine.partitioning import INPUTS, input_of, provider_of, task_of_npi
 from engine.replay import inbound_topic_names
-from engine.serve import Service, inbound_topics, partition_counts
+from engine.serve import Service, inbound_topics, partition_counts, timestamp_types
 from engine.settings import Settings
 from schemas import decode_event
 from tests.support.events import ack, claim, npi, review
@@ -70,3 +71,31 @@ def test_a_poll_takes_up_to_a_full_transaction_for_every_task() -> None:
     # One transaction's worth shared by six tasks made each task's transaction a sixth of it.
     service = Service(Settings(topic_partitions=4, batch_max_records=250), database=None)
     assert service.subscriber.max_records == 1000
+
+
+async def test_timestamp_types_reads_what_the_broker_describes_and_skips_what_it_refuses() -> None:
+    """Per topic its message.timestamp.type; a topic the broker answers with an error (unknown, or an ACL that
+    forbids DescribeConfigs) is left out, and a request that fails leaves the answer empty."""
+
+    class Admin:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        async def describe_configs(self, resources: list[Any]) -> list[Any]:
+            if self.fail:
+                raise ConnectionError("broker gone")
+            entries = {"a": "LogAppendTime", "b": "CreateTime"}
+            return [
+                SimpleNamespace(
+                    resources=[
+                        (0, "", 2, r.name, [("message.timestamp.type", entries[r.name], False, 5, False, [])])
+                        if r.name in entries
+                        else (29, "denied", 2, r.name, [])
+                        for r in resources
+                    ]
+                )
+            ]
+
+    found = await timestamp_types(Admin(fail=False), ["a", "b", "secret"])  # type: ignore[arg-type]
+    assert found == {"a": "LogAppendTime", "b": "CreateTime"}
+    assert await timestamp_types(Admin(fail=True), ["a"]) == {}  # type: ignore[arg-type]
