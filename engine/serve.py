@@ -488,8 +488,6 @@ class Service:
                 f"the store's tasks were computed for {stored} partitions, DOCLOOP_TOPIC_PARTITIONS is {expected}"
             )
 
-    # ---- the HTTP side port: metrics and probes ---------------------------------------------------------
-
     # ---- the HTTP side port: metrics, probes and the read API ----------------------------------------------
 
     def http_app(self) -> Starlette:

@@ -75,10 +75,6 @@ def is_office_em(procedure_code: str) -> bool:
     return procedure_code in EM_REQUIREMENTS
 
 
-def em_level_supported(procedure_code: str, documentation: Documentation) -> bool:
-    return not em_level_gaps(procedure_code, documentation)
-
-
 def em_level_gaps(procedure_code: str, documentation: Documentation) -> list[str]:
     """What keeps the note from supporting the E/M level selected: neither MDM nor time reaches it."""
     return _em_gaps(procedure_code, documentation.mdm_level, documentation.total_time_minutes)

@@ -9,6 +9,7 @@ import pytest
 
 from engine.export import SCHEMAS_DIR, generated_files
 from schemas import InvalidEvent, decode_event, npi_is_valid
+from schemas.common import _check_digit_holds
 from tests.support.events import ack, claim, note, npi
 
 GOOD_NPI = npi("123456789")
@@ -27,8 +28,6 @@ def test_invalid_npis_fail(value: str) -> None:
 
 def test_the_check_digit_cache_keeps_only_ten_ascii_digits() -> None:
     """Its entries are bounded in size as in number: a hostile megabyte-long "NPI" is refused before it."""
-    from schemas.common import _check_digit_holds
-
     before = _check_digit_holds.cache_info().currsize
     assert not npi_is_valid("1" * 1_000_000) and not npi_is_valid("١٢٣٤٥٦٧٨٩٣")
     assert _check_digit_holds.cache_info().currsize == before
