@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import event, make_url
@@ -80,4 +81,11 @@ def connect(url: str, pool_size: int = 10) -> AsyncEngine:
         max_overflow=5,
         pool_pre_ping=True,
         connect_args={"timeout": 10, "command_timeout": 60},
+        json_deserializer=_json_value,
     )
+
+
+def _json_value(text: str) -> Any:
+    """A JSON column's value; most are empty lists, which need no parser (a new list each time: callers
+    change what they load)."""
+    return [] if text == "[]" else json.loads(text)

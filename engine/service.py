@@ -177,7 +177,7 @@ class Processor:
         if len(raw.value) > self.settings.max_event_bytes:
             raise InvalidEvent(f"too large: over the {self.settings.max_event_bytes}-byte limit")
         event = decode_event(raw.value)
-        if as_utc(event.occurred_at) > wall + timedelta(minutes=self.settings.max_clock_skew_minutes):
+        if event.occurred_at > wall + timedelta(minutes=self.settings.max_clock_skew_minutes):  # (aware: no conversion)
             skew = self.settings.max_clock_skew_minutes
             raise InvalidEvent(f"occurred_at in the future: more than {skew} minutes ahead of wall time")
         return event

@@ -31,10 +31,13 @@ def merge_key(raw: RawEvent, rank: int) -> Key:
     return (raw.at or NO_TIME, rank)
 
 
+def event_time(decoded: InboundEvent | InvalidEvent) -> datetime | None:
+    return None if isinstance(decoded, InvalidEvent) else decoded.occurred_at.astimezone(UTC)
+
+
 def with_time(raw: RawEvent, decoded: InboundEvent | InvalidEvent, keep: bool = True) -> RawEvent:
     """The record with its event time (and, with `keep`, its decoding, so it is not decoded twice)."""
-    at = None if isinstance(decoded, InvalidEvent) else decoded.occurred_at.astimezone(UTC)
-    return replace(raw, decoded=decoded if keep else None, at=at)
+    return replace(raw, decoded=decoded if keep else None, at=event_time(decoded))
 
 
 class TaskInputs:

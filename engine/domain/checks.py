@@ -92,14 +92,19 @@ def _em_gaps(procedure_code: str, mdm: str | None, minutes: int | None) -> list[
     ]
 
 
-def has_check(root_cause: RootCause) -> bool:
-    return root_cause in {
+CHECKED = frozenset(
+    {
         RootCause.EM_LEVEL_UNSUPPORTED,
         RootCause.MEDICAL_NECESSITY_UNSUPPORTED,
         RootCause.DIAGNOSIS_MISMATCH,
         RootCause.BUNDLING,
         RootCause.RECORDS_MISSING,
     }
+)
+
+
+def has_check(root_cause: RootCause) -> bool:
+    return root_cause in CHECKED
 
 
 def passes_check(root_cause: RootCause, procedure_code: str, billed_with_modifier_25: bool, note: NoteFacts) -> bool:

@@ -535,9 +535,9 @@ class BatchLoader:
                         state.load_case(_case(row))
 
         # Notes: the encounter's notes (the note itself among them, when signed again) and cases, and the
-        # author's open patterns.
+        # author's open patterns on the procedures the note documents (the only ones a note counts for).
         encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
-        authors = sorted({n.author.npi for n in notes})
+        documented = sorted({(n.author.npi, code) for n in notes for code in n.documentation.procedure_codes})
         for chunk in _chunks(encounters):
             query = select(t.notes).where(among(self.conn, t.notes.c.encounter_id, chunk), t.notes.c.task == self.task)
             for row in await self.conn.execute(query):
@@ -545,13 +545,13 @@ class BatchLoader:
         await self._load_cases(
             state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}), t.cases.c.task == self.task
         )
-        for chunk in _chunks(authors):
+        for chunk in _chunks(documented):
             await self._load_patterns(
                 state,
                 None,
                 [],
                 and_(
-                    among(self.conn, t.patterns.c.provider_npi, chunk),
+                    among_rows(self.conn, (t.patterns.c.provider_npi, t.patterns.c.procedure_code), chunk),
                     t.patterns.c.status.in_(WATCHED),
                     t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
                 ),
