@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -28,10 +30,11 @@ from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent
 from engine.settings import Settings
 from engine.store import repository
-from engine.tasks import TaskInputs, with_time
+from engine.tasks import TaskInputs, event_time
 
 log = logging.getLogger("docloop.consumer")
 
+WENT_ON_LOG_SECONDS = 60.0
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timestamp on arrival
 
 Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
@@ -105,6 +108,7 @@ class TaskRunner:
         # (the idle timer's) would see the position at the end offset and take such an input for quiet.
         self.in_flight: set[TopicPartition] = set()
         self.watched: Any = None  # the consumer whose getmany reports to in_flight
+        self.went_on_log: dict[int, tuple[float, Counter[str]]] = {}  # per task: last said, counted since
 
     def watch(self, consumer: Any) -> None:
         """Hear of every batch the consumer hands out, before its records reach `add` (see in_flight)."""
@@ -127,11 +131,13 @@ class TaskRunner:
         wall = self.processor.wall_clock()
         now, epoch = time.monotonic(), time.time()
         for r in records:
-            raw = RawEvent(r.value, r.key, f"{r.topic}/{r.partition}/{r.offset}", r.topic, r.partition, r.offset)
+            origin = f"{r.topic}/{r.partition}/{r.offset}"
+            decoded = self.processor.decoded(RawEvent(r.value, r.key, origin), wall)
+            raw = RawEvent(r.value, r.key, origin, r.topic, r.partition, r.offset, decoded, event_time(decoded))
             task = self.inputs.get(r.partition)
             if task is None:
                 task = self.inputs[r.partition] = TaskInputs(self.topics)
-            task.add(r.topic, with_time(raw, self.processor.decoded(raw, wall)), self._arrival(r, now, epoch))
+            task.add(r.topic, raw, self._arrival(r, now, epoch))
         self._flow(now)
         await self.pump()
 
@@ -227,14 +233,7 @@ class TaskRunner:
                 if taken := inputs.take(now, self.idle_seconds, behind=behind[task]):
                     ready[task] = taken
                 if inputs.went_on > before:
-                    log.info(
-                        "task went on without a quiet input",
-                        # which inputs were not waited for any longer (topic names, for operators)
-                        extra={"task": task, "records": inputs.went_on - before, "inputs": dict(inputs.passed)},
-                    )
-                    if self.metrics is not None:
-                        for topic, count in inputs.passed.items():
-                            self.metrics.not_waited.labels(input=topic).inc(count)
+                    self._went_on(task, inputs.passed, now)
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_task(task, raws) for task, raws in ready.items()]
             else:
@@ -245,6 +244,19 @@ class TaskRunner:
         offsets = {tp: offset for moved in done for tp, offset in moved.items()}
         if offsets:
             await self._commit(offsets)
+
+    def _went_on(self, task: int, passed: Counter[str], now: float) -> None:
+        """Count records applied without waiting any longer for a quiet input; say so at most once a minute per
+        task (with a topic that is always quiet, that is every batch: the metric has every one)."""
+        if self.metrics is not None:
+            for topic, count in passed.items():
+                self.metrics.not_waited.labels(input=topic).inc(count)
+        last, counted = self.went_on_log.setdefault(task, (-math.inf, Counter()))
+        counted.update(passed)
+        if now - last >= WENT_ON_LOG_SECONDS:
+            # which inputs were not waited for any longer, and for how many records since the last line
+            log.info("task went on without a quiet input", extra={"task": task, "inputs": dict(counted)})
+            self.went_on_log[task] = (now, Counter())
 
     async def _behind(self, task: int, inputs: TaskInputs) -> frozenset[str]:
         """The task's empty inputs whose partition has records the consumer has not handed over yet (its

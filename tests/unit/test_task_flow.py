@@ -224,6 +224,34 @@ async def test_metrics_show_what_tasks_hold_back_and_what_they_did_not_wait_for(
     assert value("docloop_task_records_not_waited_for_total", input="acks") == 4
 
 
+async def test_going_on_without_a_quiet_input_is_said_at_most_once_a_minute_per_task(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    """A topic that is always quiet (reviews in most hospitals) makes every batch go on without it: one log
+    line a minute per task, counting what went on since the last one (the metric counts every record)."""
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    caplog.set_level("INFO", logger="docloop.consumer")
+
+    def said() -> list[Any]:
+        return [r for r in caplog.records if r.getMessage() == "task went on without a quiet input"]
+
+    for minute in range(4):  # a claim every 15 s, each applied without notes and acks after its allowance
+        await tasks.add([record("claims", minute, minute)])
+        clock.now += 2.0
+        await tasks.pump()
+        clock.now += 13.0
+    assert len(applied) == 4
+    assert [r.inputs for r in said()] == [{"notes": 1, "acks": 1}]  # the first at once, then not for a minute
+    await tasks.add([record("claims", 4, 4)])
+    clock.now += 2.0  # 62 s after the first line
+    await tasks.pump()
+    assert [r.inputs for r in said()][1:] == [{"notes": 4, "acks": 4}]  # the three held back and this one
+
+
 async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connections_for() -> None:
     consumer = FakeConsumer()
     processor = SimpleNamespace(
