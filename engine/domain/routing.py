@@ -69,6 +69,15 @@ def decide(
     return "new_alerts"
 
 
+def _flush_reason(pending_kinds: Sequence[str], last_notified_at: datetime | None) -> Reason:
+    """Why a digest that fell due goes out (decide() for a digest group at its due time)."""
+    if last_notified_at is None:
+        return "first_notification"
+    if all(kind == "pattern_resolved" for kind in pending_kinds):
+        return "resolved"
+    return "new_alerts"
+
+
 # ---- state ------------------------------------------------------------------------------------------------
 
 
@@ -345,15 +354,16 @@ class Router:
         state.save_group(group)
 
     def _flush(self, group: GroupLog, at: datetime, state: RoutingState) -> FeedbackDigest:
-        route = self.config.routes_by_name[group.route]
+        """The group's digest, at the time it was scheduled for when its first message came. An edit to
+        routing.json since (a wait changed, the route renamed or removed) changes what is routed after it, not a
+        digest already due: checking that against the new configuration would fail every pass from then on."""
         kinds = [m.kind if isinstance(m, FeedbackNotification) else "escalation" for m in group.pending]
-        reason = decide(route, kinds, group.first_pending_at, group.last_notified_at, at)
-        assert reason in ("first_notification", "new_alerts", "resolved"), reason
+        reason = _flush_reason(kinds, group.last_notified_at)
         assert group.first_pending_at is not None
         window_start = group.last_notified_at or group.first_pending_at
         kind, _, recipient_id = group.recipient.partition(":")
         digest = messages.digest(
-            route=route.name,
+            route=group.route,
             audience=_digest_audience(group.audience),
             recipient=Recipient(type=kind, id=recipient_id),
             reason=_digest_reason(reason),

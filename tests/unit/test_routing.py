@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from importlib import resources
 from typing import Any
 
 import pytest
 
+from engine.domain.codebook import CodeBook
 from engine.domain.messages import Composer, load_wording
 from engine.domain.model import EvidenceRef, Pattern, PatternStatus
 from engine.domain.routing import Message, Router, RoutingState, decide, route_stream
@@ -160,6 +162,26 @@ def test_feedback_is_digested_once_a_day_per_clinician_with_patterns_evidence_an
     [good_news] = desk.advance(at(26))
     assert good_news.created_at == at(26) and good_news.covers == [resolved.notification_id]
     assert good_news.reason == "resolved"
+
+
+@pytest.mark.parametrize("edit", ["group_wait raised", "route renamed"])
+def test_a_routing_json_edit_lets_digests_already_scheduled_go_out_when_scheduled(edit: str) -> None:
+    """Digests pending in the store when routing.json changes (serve restarted with the edit) go out as
+    scheduled, under the route they were grouped by; before, every stage pass failed on them from then on."""
+    desk = Desk()
+    opened = desk.route(note_for(pattern(), "pattern_opened", "clinician", at(0)))
+    data = json.loads(resources.files("engine.domain").joinpath("data/routing.json").read_text("utf-8"))
+    clinicians = next(r for r in data["route"]["routes"] if r["name"] == "clinician feedback")
+    if edit == "route renamed":
+        clinicians["name"] = "clinicians"
+    else:
+        clinicians["group_wait"] = "3h"
+    desk.router = Router(RoutingConfig.from_dict(data, CodeBook.load()))
+    [digest] = desk.advance(at(3))
+    assert digest.created_at == at(2) and digest.covers == [opened.notification_id]
+    assert digest.route == "clinician feedback" and digest.reason == "first_notification"
+    later = desk.route(note_for(pattern(), "reminder", "clinician", at(4)))
+    assert later.delivery == "digest"  # what comes after the edit follows it
 
 
 def test_digests_are_deterministic_in_ids_and_bytes() -> None:
