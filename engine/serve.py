@@ -366,8 +366,16 @@ class Service:
             if self.stopping.is_set():
                 return
             # Each task's clock on its own, by the replica that owns the task (another replica's task is
-            # advanced by its owner: taking its lock here would only make the owner's batches wait).
-            for task in sorted(self.tasks.owned):
+            # advanced by its owner: taking its lock here would only make the owner's batches wait). Not a task
+            # with input in the broker it has not applied (the backlog after an outage longer than
+            # DOCLOOP_IDLE_ADVANCE_MINUTES): its clock follows that input, whose acknowledgements may stop the
+            # very timers a tick would fire. If the broker does not say, no task is advanced this time.
+            try:
+                behind = await self.tasks_behind()
+            except Exception as error:
+                log.warning("ticker: end offsets unknown; no clock advanced", extra={"error": type(error).__name__})
+                continue
+            for task in sorted(self.tasks.owned - behind):
                 try:
                     report, rows = await self.processor.advance_idle_clock(task)
                 except Exception as error:
@@ -378,6 +386,12 @@ class Service:
                     self.totals.add(report)
                     self.metrics.record(report)
                     log.info("idle clock advanced", extra={"task": task, "messages": len(rows)})
+
+    async def tasks_behind(self) -> set[int]:
+        """Tasks with input in the broker that is not applied yet (engine/consumer.py tasks_behind)."""
+        return await tasks_behind(
+            self.offsets, self.database, inbound_topics(self.settings), self.settings.topic_partitions
+        )
 
     async def run_department_stage(self) -> None:
         """Apply the department facts every task has passed (engine/domain/departments.py); woken by batches
@@ -392,9 +406,7 @@ class Service:
                 consumer = self.subscriber.consumer
                 if consumer is None:
                     continue
-                behind = await tasks_behind(
-                    self.offsets, self.database, inbound_topics(self.settings), self.settings.topic_partitions
-                )
+                behind = await self.tasks_behind()
                 while True:
                     report = await self.processor.run_department_stage(behind=behind)
                     self.totals.add(report)

@@ -131,7 +131,38 @@ async def test_the_ticker_advances_only_the_tasks_this_replica_owns(sqlite_url: 
             service.stopping.set()
         return None, []
 
+    async def behind() -> set[int]:
+        return set()
+
     service.processor.advance_idle_clock = advance  # type: ignore[method-assign,assignment]
+    service.tasks_behind = behind  # type: ignore[method-assign]
     await asyncio.wait_for(service.run_ticker(), timeout=10)
     await service.database.dispose()
     assert advanced == [1, 4, 1, 4]
+
+
+async def test_the_ticker_leaves_a_task_with_unapplied_input_to_that_input(sqlite_url: str) -> None:
+    """After an outage longer than DOCLOOP_IDLE_ADVANCE_MINUTES a task's backlog waits in the broker: a tick
+    before it is applied would fire the reminders its acknowledgements stop. Without the broker's word, no tick."""
+    service = Service(Settings(database_url=sqlite_url, tick_seconds=0.01))
+    service.tasks.assign({1, 4})
+    advanced: list[int] = []
+    answers: list[set[int] | None] = [{4}, None, set()]
+
+    async def advance(task: int = 0) -> tuple[object, list[object]]:
+        advanced.append(task)
+        return None, []
+
+    async def behind() -> set[int]:
+        answer = answers.pop(0)
+        if not answers:
+            service.stopping.set()
+        if answer is None:
+            raise TimeoutError
+        return answer
+
+    service.processor.advance_idle_clock = advance  # type: ignore[method-assign,assignment]
+    service.tasks_behind = behind  # type: ignore[method-assign]
+    await asyncio.wait_for(service.run_ticker(), timeout=10)
+    await service.database.dispose()
+    assert advanced == [1, 1, 4]  # task 4 waits for its backlog; the tick the broker did not answer advances none
