@@ -375,7 +375,9 @@ class Processor:
                 )
             return error.reason
         async with self.database.begin() as conn:
-            await routing_store.record_silence(conn, silence.event_id, as_utc(silence.occurred_at), raw.value)
+            await routing_store.record_silence(
+                conn, silence.event_id, as_utc(silence.occurred_at), raw.value, self.wall_clock()
+            )
         return None
 
 

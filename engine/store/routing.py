@@ -60,8 +60,20 @@ async def queue(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
     )
 
 
-async def record_silence(conn: AsyncConnection, event_id: str, occurred_at: datetime, value: bytes) -> None:
+async def record_silence(
+    conn: AsyncConnection, event_id: str, occurred_at: datetime, value: bytes, received_at: datetime
+) -> bool:
+    """Keep a silence for the routing stage; False when its event id was kept before (a repeat: redelivered
+    after a crash before the consumer's commit). The id stays among the processed events for the dedup window
+    (the routing stage deletes what it applied, so its own table cannot tell)."""
+    seen = select(t.processed_events.c.event_id).where(t.processed_events.c.event_id == event_id)
+    if await conn.scalar(seen) is not None:
+        return False
+    await _insert_new(
+        conn, t.processed_events, [{"event_id": event_id, "event_type": "feedback.silence", "applied_at": received_at}]
+    )
     await _record_event(conn, event_id, "silence", occurred_at, value)
+    return True
 
 
 async def record_closures(conn: AsyncConnection, closures: Sequence[Closure]) -> None:

@@ -100,6 +100,25 @@ async def test_routing_in_many_small_passes_equals_replay(
     assert ("escalation", "held") in kinds  # a per-provider escalation under the systemic one
 
 
+async def test_a_silence_read_again_after_a_crash_is_not_applied_again(database: AsyncEngine, store_url: str) -> None:
+    """A crash between keeping silences and the consumer's commit brings them again. A `set` already applied and
+    expired must not silence again: the routing stage deletes what it applied, so the event id is kept among the
+    processed events."""
+    p = processor(database, store_url)
+    matchers = {"department": ["Family Medicine"]}
+    set_ = silence("s-again", "set", "2026-01-01T00:00:00Z", matchers=matchers, ends_at="2026-12-31T00:00:00Z")
+    expire = silence("s-again", "expire", "2026-01-05T00:00:00Z")
+    assert await p.record_silence(RawEvent(set_, None, "ops:1")) is None
+    assert await p.record_silence(RawEvent(expire, None, "ops:2")) is None
+    await p.run_department_stage(everything=True)  # both applied: the silence ended on 2026-01-05
+    assert await p.record_silence(RawEvent(set_, None, "ops:1")) is None  # redelivered: a repeat, not an error
+    await apply_scenario(p)
+    await p.run_department_stage(everything=True)
+    messages = await published(database)
+    family = [m for m in messages if (m.get("pattern") or {}).get("department") == "Family Medicine"]
+    assert family and not any(m.get("delivery_reason") == "silence:s-again" for m in messages)
+
+
 async def test_a_silence_holds_what_it_matches_from_its_start_until_it_is_expired(
     database: AsyncEngine, store_url: str
 ) -> None:
