@@ -348,7 +348,13 @@ class TaskRunner:
             if stopping.is_set():
                 return
             if any(inputs.waiting() for inputs in self.inputs.values()):
-                await self.pump()
+                try:
+                    await self.pump()
+                except Exception as error:  # the records stay in the store's hands; this loop must not end
+                    if stopping.is_set():
+                        return
+                    log.error("task pump failed; will try again", extra={"error": type(error).__name__})
+                    await asyncio.sleep(1.0)
 
 
 class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -13,6 +13,7 @@ A crash before 3 redelivers the batch: its events are then duplicates and its ou
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -39,6 +40,9 @@ from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification, Inbo
 from schemas.decoding import decode_silence
 
 log = logging.getLogger("docloop.service")
+
+STORE_TRIES = 3  # a single event the store refuses is tried this many times before it goes to the DLQ
+STORE_RETRY_SECONDS = 0.5  # times the try number: 0.5 s, then 1 s
 
 # A young PostgreSQL store has no column statistics, and without them the planner prices a lookup of a
 # batch's ids (`encounter_id IN (...)`) as matching the whole table and scans it: each batch then costs more
@@ -197,9 +201,11 @@ class Processor:
         - an event the engine raises on (a defect) is known by its index: the batch is applied again
           without it, and it goes to the DLQ with a reason that names the event id and where it failed;
         - a failure while storing (the store answers, but refuses what the batch wrote) names no event:
-          the batch is split in halves until the one event that cannot be stored is alone.
+          the batch is split in halves until the one event that cannot be stored is alone; that one is tried
+          STORE_TRIES times before it goes to the DLQ (the error may have passed).
         """
         failed: dict[int, str] = {}
+        tries = 0
         while True:
             try:
                 return (await self.apply_batch(raws, failed, task, idle))[0]
@@ -210,9 +216,19 @@ class Processor:
                 if not await self.store_answers():
                     raise StoreUnavailable from error
                 if len(raws) == 1:
+                    # A store error may pass (a reset connection, a deadlock, a failover under way): the event
+                    # is tried again before it is taken for one the store cannot hold (replay would apply it).
+                    tries += 1
+                    if tries < STORE_TRIES:
+                        log.warning("event failed while storing; trying again", extra={"error": type(error).__name__})
+                        await asyncio.sleep(STORE_RETRY_SECONDS * tries)
+                        continue
                     reason = f"store error: {type(error).__name__} while storing this event"
                     log.error("event isolated", extra={"reason": reason, "origin": raws[0].origin})
-                    return (await self.apply_batch(raws, {0: reason}, task, idle))[0]
+                    try:
+                        return (await self.apply_batch(raws, {0: reason}, task, idle))[0]
+                    except Exception as again:  # not even its dead letter is stored: the store takes no writes
+                        raise StoreUnavailable from again
                 log.warning("batch failed while storing; splitting it", extra={"error": type(error).__name__})
                 half = len(raws) // 2
                 report = await self.apply(raws[:half], task, False)
