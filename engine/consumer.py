@@ -50,14 +50,21 @@ class BrokerOffsets:
         self.security = security
         self.client: AIOKafkaConsumer | None = None
 
-    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    async def _started(self) -> AIOKafkaConsumer:
         if self.client is None:
             client = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, **self.security
             )
             await client.start()
             self.client = client
-        return dict(await self.client.end_offsets(list(partitions)))
+        return self.client
+
+    async def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict(await (await self._started()).end_offsets(list(partitions)))
+
+    async def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition's log starts now (retention deletes below it)."""
+        return dict(await (await self._started()).beginning_offsets(list(partitions)))
 
     async def close(self) -> None:
         if self.client is not None:
@@ -404,4 +411,12 @@ async def tasks_behind(offsets: BrokerOffsets, database: Any, topics: Sequence[s
     ends = await offsets.end_offsets(wanted)
     async with database.connect() as conn:
         applied = await repository.positions(conn, [(tp.topic, tp.partition) for tp in wanted])
-    return {tp.partition for tp in wanted if ends.get(tp, 0) > applied.get((tp.topic, tp.partition), 0)}
+    unapplied = [tp for tp in wanted if ends.get(tp, 0) > applied.get((tp.topic, tp.partition), 0)]
+    if unapplied:
+        # Records below a partition's log start are gone (retention; a new store on old topics): never to be
+        # applied, they must not hold a task behind for ever (and with it every department's routing).
+        starts = await offsets.beginning_offsets(unapplied)
+        unapplied = [
+            tp for tp in unapplied if ends.get(tp, 0) > max(starts.get(tp, 0), applied.get((tp.topic, tp.partition), 0))
+        ]
+    return {tp.partition for tp in unapplied}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka import TopicPartition
+
+from engine.consumer import tasks_behind
 from engine.partitioning import INPUTS, input_of, provider_of, task_of_npi
 from engine.replay import inbound_topic_names
 from engine.serve import Service, inbound_topics, partition_counts, timestamp_types
@@ -99,3 +103,33 @@ async def test_timestamp_types_reads_what_the_broker_describes_and_skips_what_it
     found = await timestamp_types(Admin(fail=False), ["a", "b", "secret"])  # type: ignore[arg-type]
     assert found == {"a": "LogAppendTime", "b": "CreateTime"}
     assert await timestamp_types(Admin(fail=True), ["a"]) == {}  # type: ignore[arg-type]
+
+
+async def test_a_partition_emptied_by_retention_does_not_hold_its_task_behind(monkeypatch: Any) -> None:
+    """claims/1 had 1,000 records, all deleted by retention before this store applied any (a new store on old
+    topics): its end offset stays past the stored position (none) for ever. Counted as behind, task 1 held the
+    department and routing stages for every task; records there to apply still count."""
+
+    class Offsets:
+        async def end_offsets(self, partitions: Any) -> dict[TopicPartition, int]:
+            return {tp: {("claims", 1): 1000, ("notes", 1): 1004}.get((tp.topic, tp.partition), 5) for tp in partitions}
+
+        async def beginning_offsets(self, partitions: Any) -> dict[TopicPartition, int]:
+            return {tp: 1000 if tp.partition == 1 else 0 for tp in partitions}
+
+    class Database:
+        @contextlib.asynccontextmanager
+        async def connect(self) -> Any:
+            yield None
+
+    async def positions(conn: Any, wanted: Any) -> dict[tuple[str, int], int]:
+        return {(topic, p): 5 for topic, p in wanted if p == 0}  # task 0 applied all; task 1 nothing yet
+
+    monkeypatch.setattr("engine.consumer.repository.positions", positions)
+    assert await tasks_behind(Offsets(), Database(), ["claims", "notes"], 2) == {1}  # notes/1: 4 to apply
+
+    async def applied(conn: Any, wanted: Any) -> dict[tuple[str, int], int]:
+        return {**{(topic, p): 5 for topic, p in wanted if p == 0}, ("notes", 1): 1004}
+
+    monkeypatch.setattr("engine.consumer.repository.positions", applied)
+    assert await tasks_behind(Offsets(), Database(), ["claims", "notes"], 2) == set()
