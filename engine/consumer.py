@@ -227,7 +227,7 @@ class TaskRunner:
             # The takes below use this same `now`: a record whose allowance runs out after it waits for the next
             # round (else it could go on without the broker having been asked).
             now = time.monotonic()
-            due = {t: inputs for t, inputs in waiting.items() if inputs.next_wait(now, self.idle_seconds) == 0}
+            due = {t: inputs for t, inputs in waiting.items() if inputs.overdue(now, self.idle_seconds)}
             for t, topics in (await self._unfetched(due)).items():
                 behind[t] |= topics
             for tp in self.in_flight:  # handed out by the consumer, not queued yet: on their way

@@ -100,6 +100,11 @@ class TaskInputs:
             if not self.queues[topic]:
                 emptied.add(topic)
 
+    def overdue(self, now: float, idle_seconds: float) -> bool:
+        """Whether the head of any input has waited out its allowance: take() may then go on without a quiet
+        input for it once the heads before it have gone, so the broker is asked about the empty inputs first."""
+        return any(q and now - self.arrived[topic][0] >= idle_seconds for topic, q in self.queues.items())
+
     def next_wait(self, now: float, idle_seconds: float) -> float | None:
         """Seconds until a waiting record may go even if its empty inputs stay empty (None: nothing waits)."""
         heads = [(merge_key(q[0], self.rank[topic]), topic) for topic, q in self.queues.items() if q]

@@ -330,3 +330,41 @@ async def test_a_producers_timestamp_or_one_from_the_future_does_not_shorten_the
     await tasks.pump()
     await tasks.pump()  # (the claims input ran dry in the first: the broker is asked again before notes go)
     assert applied == ["claims/0/0", "notes/0/0"]
+
+
+class AckOnTheWay:
+    """The broker holds an acknowledgement (offset 0) the consumer has not fetched, appended at 101.5."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.asked: list[TopicPartition] = []
+
+    async def end_offsets(self, partitions: Any) -> dict[TopicPartition, int]:
+        self.asked.extend(partitions)
+        return {tp: 1 if tp.topic == "acks" and self.clock.now >= 101.5 else 0 for tp in partitions}
+
+
+async def test_the_broker_is_asked_when_any_head_has_waited_out_its_allowance(monkeypatch: Any) -> None:
+    """A note at +6 min waits for acks (quiet) from 100.0. A claim at +5.2 arrives at 101.0: it is the smallest
+    head and not due, but once it goes (notes and acks showed later times), the note, due since 102.0, would go
+    on without acks unasked, while the broker holds an ack at +5.8 appended at 101.5."""
+    clock = Clock(100.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 2.0
+    tasks.offsets = broker = AckOnTheWay(clock)  # type: ignore[assignment]
+    await tasks.add([record("notes", 0, 6)])
+    clock.now = 101.0
+    await tasks.add([record("claims", 0, 5)])  # the claim waits for acks (nothing shown yet), due at 103.0
+    clock.now = 102.5
+    await tasks.pump()
+    assert [tp.topic for tp in broker.asked] == ["acks"] and applied == []  # asked: the note is overdue
+    await tasks.add(
+        [ConsumerRecord("acks", 0, 0, 0, 0, b"k", (T0 + timedelta(minutes=5.8)).isoformat().encode(), None, 0, 0, [])]
+    )
+    consumer.positions[TopicPartition("acks", 0)] = 1  # fetched
+    clock.now = 105.0  # claims stays quiet past the ack's allowance
+    await tasks.pump()
+    await tasks.pump()
+    assert applied == ["claims/0/0", "acks/0/0", "notes/0/0"]  # in event-time order
