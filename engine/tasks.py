@@ -72,11 +72,17 @@ class TaskInputs:
         return sum(len(q) for q in self.queues.values())
 
     def take(
-        self, now: float, idle_seconds: float, exhausted: bool = False, behind: frozenset[str] = frozenset()
+        self,
+        now: float,
+        idle_seconds: float,
+        exhausted: bool = False,
+        behind: frozenset[str] = frozenset(),
+        keys: list[Key] | None = None,
     ) -> list[RawEvent]:
         """Every record that may be applied now, in merge order (`exhausted`: no input will grow again;
         `behind`: empty inputs known to have records on their way, fetched but not yet here: wait for those
-        however long it takes, as Kafka Streams does for a partition with known lag)."""
+        however long it takes, as Kafka Streams does for a partition with known lag; `keys` hears each taken
+        record's merge key)."""
         taken: list[RawEvent] = []
         emptied: set[str] = set()  # ran dry in this call: whether the broker has more of it is not known yet
         while True:
@@ -97,6 +103,8 @@ class TaskInputs:
                     self.passed[other] += 1
             taken.append(self.queues[topic].popleft())
             self.arrived[topic].popleft()
+            if keys is not None:
+                keys.append(key)
             if not self.queues[topic]:
                 emptied.add(topic)
 
@@ -115,22 +123,24 @@ class TaskInputs:
 
 
 def merged(inputs: dict[int, TaskInputs]) -> Iterator[tuple[int, RawEvent]]:
-    """Replay: every task's complete inputs, each task in merge order, tasks interleaved by event time."""
-    streams = {task: iter(queue.take(0.0, 0.0, exhausted=True)) for task, queue in inputs.items()}
-    heads: dict[int, RawEvent] = {}
+    """Replay: every task's complete inputs, each task in merge order, tasks interleaved by (event time, input
+    rank, task): an acknowledgement that names only a notification (replay's task -1 until that is known) then
+    comes after a claim or note of the same time, as in the task it turns out to belong to."""
+    streams: dict[int, Iterator[tuple[Key, RawEvent]]] = {}
+    for task, queue in inputs.items():
+        keys: list[Key] = []
+        taken = queue.take(0.0, 0.0, exhausted=True, keys=keys)
+        streams[task] = iter(zip(keys, taken, strict=True))
+    heads: dict[int, tuple[Key, RawEvent]] = {}
     for task, stream in streams.items():
         first = next(stream, None)
         if first is not None:
             heads[task] = first
     while heads:
-        task = min(heads, key=lambda t: (_time(heads[t]), t))
-        yield task, heads[task]
+        task = min(heads, key=lambda t: (heads[t][0], t))
+        yield task, heads[task][1]
         following = next(streams[task], None)
         if following is None:
             del heads[task]
         else:
             heads[task] = following
-
-
-def _time(raw: RawEvent) -> datetime:
-    return merge_key(raw, 0)[0]

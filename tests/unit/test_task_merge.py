@@ -90,3 +90,19 @@ def test_an_input_that_runs_dry_while_taking_is_asked_about_before_going_on_with
     # Asked again (the broker has nothing more of notes): claims goes on without it, then acks.
     assert order(inputs.take(now=200.0, idle_seconds=2.0)) == ["claims/0/0"]
     assert order(inputs.take(now=200.0, idle_seconds=2.0)) == ["acks/0/0"]
+
+
+def test_replay_puts_an_acknowledgement_naming_only_a_notification_after_a_claim_of_its_time() -> None:
+    """Replay holds such an acknowledgement in task -1 until its notification's task is known; among equal event
+    times it must still come after claims and notes, as serve's merge inside that task puts it."""
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    topics = ["claims", "notes", "acks", "reviews"]
+    unresolved, task3 = TaskInputs(topics), TaskInputs(topics)
+    unresolved.add("acks", RawEvent(b"", None, "ack", at=at))
+    task3.add("claims", RawEvent(b"", None, "claim", at=at))
+    task3.add("notes", RawEvent(b"", None, "later note", at=at.replace(minute=1)))
+    assert [(task, raw.origin) for task, raw in merged({-1: unresolved, 3: task3})] == [
+        (3, "claim"),
+        (-1, "ack"),
+        (3, "later note"),
+    ]
