@@ -35,6 +35,7 @@ from engine.tasks import TaskInputs, event_time
 log = logging.getLogger("docloop.consumer")
 
 WENT_ON_LOG_SECONDS = 60.0
+STALLED_RETRY_SECONDS = 0.1
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timestamp on arrival
 
 Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
@@ -97,7 +98,6 @@ class TaskRunner:
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
         # Tasks apply their batches at once, but not more of them than the pool keeps connections for.
         self.slots = asyncio.Semaphore(max(1, settings.database_pool_size - RESERVED_CONNECTIONS))
-        self.wake = asyncio.Event()
         # Tasks assigned now: only these apply (a task held by two replicas for a moment would apply in two
         # orders). On assignment every input partition is read again from the position the store holds; the
         # queues replace what they had from there on (TaskInputs.add), so nothing is lost or doubled.
@@ -217,8 +217,9 @@ class TaskRunner:
 
     # ---- applying -------------------------------------------------------------------------------------
 
-    async def pump(self) -> None:
-        """Apply what every task may apply now; then commit the Kafka offsets of what was applied."""
+    async def pump(self) -> int:
+        """Apply what every task may apply now; then commit the Kafka offsets of what was applied. Returns how
+        many records were applied."""
         async with self.lock:
             waiting = {t: inputs for t, inputs in sorted(self.inputs.items()) if t in self.owned and inputs.waiting()}
             behind = {t: await self._behind(t, inputs) for t, inputs in waiting.items()}
@@ -251,6 +252,7 @@ class TaskRunner:
         offsets = {tp: offset for moved in done for tp, offset in moved.items()}
         if offsets:
             await self._commit(offsets)
+        return sum(len(raws) for raws in ready.values())
 
     def _went_on(self, task: int, passed: Counter[str], now: float) -> None:
         """Count records applied without waiting any longer for a quiet input; say so at most once a minute per
@@ -343,20 +345,34 @@ class TaskRunner:
     # ---- the loop that applies what waited for a quiet input --------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
+        stalled = False  # the last pump here found due records it could not apply yet
         while not stopping.is_set():
             now = time.monotonic()
             waits = [
-                w for inputs in self.inputs.values() if (w := inputs.next_wait(now, self.idle_seconds)) is not None
+                w
+                for task, inputs in self.inputs.items()
+                if task in self.owned and (w := inputs.next_wait(now, self.idle_seconds)) is not None
             ]
             timeout = min([*waits, 1.0]) + 0.005
-            self.wake.clear()
+            if stalled:
+                # Due, yet held back: by records on their way (their arrival pumps anyway) or by an input the
+                # broker is asked about on each pump. Not again within milliseconds: a backfill's consumer lag
+                # would otherwise cost a pump and a ListOffsets request every 5 ms.
+                timeout = max(timeout, STALLED_RETRY_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=timeout)
+                await asyncio.wait_for(stopping.wait(), timeout=timeout)
             if stopping.is_set():
                 return
-            if any(inputs.waiting() for inputs in self.inputs.values()):
+            stalled = False
+            if any(inputs.waiting() for task, inputs in self.inputs.items() if task in self.owned):
                 try:
-                    await self.pump()
+                    applied = await self.pump()
+                    now = time.monotonic()
+                    stalled = not applied and any(
+                        inputs.next_wait(now, self.idle_seconds) == 0
+                        for task, inputs in self.inputs.items()
+                        if task in self.owned
+                    )
                 except Exception as error:  # the records stay in the store's hands; this loop must not end
                     if stopping.is_set():
                         return

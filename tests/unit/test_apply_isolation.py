@@ -90,7 +90,6 @@ async def test_the_idle_timer_loop_outlives_a_failed_pump(monkeypatch: Any) -> N
         if loop.done() or inputs.waiting() == 0:
             break
     stopping.set()
-    runner.wake.set()
     await asyncio.wait_for(loop, timeout=5)
     assert loop.exception() is None and not failures
 

@@ -368,3 +368,28 @@ async def test_the_broker_is_asked_when_any_head_has_waited_out_its_allowance(mo
     await tasks.pump()
     await tasks.pump()
     assert applied == ["claims/0/0", "acks/0/0", "notes/0/0"]  # in event-time order
+
+
+async def test_the_idle_loop_does_not_spin_on_a_record_held_for_input_on_its_way() -> None:
+    """A due claim waits for notes the consumer has not handed over yet (its position is below the high
+    watermark): through a backfill's consumer lag. The loop must not pump (and ask the broker) every 5 ms."""
+    consumer, applied = FakeConsumer(), []
+    consumer.ends[TopicPartition("notes", 0)] = 10  # fetched up to 0 of 10: on their way
+    tasks = runner(consumer, applied)
+    tasks.idle_seconds = 0.0
+    await tasks.add([record("claims", 0, 0)])
+    pumps = 0
+    pump = tasks.pump
+
+    async def counted() -> int:
+        nonlocal pumps
+        pumps += 1
+        return await pump()
+
+    tasks.pump = counted  # type: ignore[method-assign]
+    stopping = asyncio.Event()
+    loop = asyncio.create_task(tasks.run(stopping))
+    await asyncio.sleep(0.35)
+    stopping.set()
+    await asyncio.wait_for(loop, timeout=5)
+    assert applied == [] and 1 <= pumps <= 6  # every 0.1 s at most (every 5 ms before: about 70)
