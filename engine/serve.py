@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 import schemas
 from engine.api import ApiTokenError, ReadApi, load_api_tokens
+from engine.clocks import ClockHistory
 from engine.consumer import BrokerOffsets, TaskAssignment, TaskRunner, tasks_behind
 from engine.database import DatabaseUrlError, check_database_url, connect, masked
 from engine.faults import crash_point
@@ -185,6 +186,7 @@ class Service:
         )
         self._declare_subscriber()
         self.stage_wake = asyncio.Event()
+        self.clock_history = ClockHistory(settings.task_idle_ms / 1000)  # the watermark's settled time
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()
@@ -397,8 +399,10 @@ class Service:
         """Apply the department facts every task has passed (engine/domain/departments.py); woken by batches
         that recorded facts, and every second (a task going idle moves the watermark too)."""
         while not self.stopping.is_set():
+            # Also when the next clock seen settles (the watermark may pass quiet tasks then), if sooner.
+            settling = self.clock_history.next_settling(time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stage_wake.wait(), timeout=1.0)
+                await asyncio.wait_for(self.stage_wake.wait(), timeout=min(1.0, (settling or 1.0) + 0.005))
             self.stage_wake.clear()
             if self.stopping.is_set():
                 return
@@ -406,9 +410,12 @@ class Service:
                 consumer = self.subscriber.consumer
                 if consumer is None:
                     continue
+                asked_at = time.monotonic()  # (what settled before this, the broker's answer covers)
                 behind = await self.tasks_behind()
                 while True:
-                    report = await self.processor.run_department_stage(behind=behind)
+                    report = await self.processor.run_department_stage(
+                        behind=behind, history=self.clock_history, asked_at=asked_at
+                    )
                     self.totals.add(report)
                     self.metrics.record(report)
                     if report.deliveries:

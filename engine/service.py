@@ -23,9 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from engine.clocks import ClockHistory
 from engine.domain import ids
 from engine.domain.codebook import CodeBook
 from engine.domain.departments import DepartmentStage
@@ -35,6 +36,7 @@ from engine.faults import crash_point
 from engine.settings import Settings
 from engine.store import repository
 from engine.store import routing as routing_store
+from engine.store import tables as t
 from engine.store.repository import OutboxRow
 from schemas import EscalationRaised, FeedbackDigest, FeedbackNotification, InboundEvent, InvalidEvent, decode_event
 from schemas.decoding import decode_silence
@@ -343,24 +345,38 @@ class Processor:
         _log_quarantined(report)
         return report, rows
 
-    async def run_department_stage(self, everything: bool = False, behind: set[int] | None = None) -> BatchReport:
+    async def run_department_stage(
+        self,
+        everything: bool = False,
+        behind: set[int] | None = None,
+        history: ClockHistory | None = None,
+        asked_at: float | None = None,
+    ) -> BatchReport:
         """One pass of the department stage over the facts every task's clock has passed, then of the routing
         stage over the messages before the same watermark (all of them with `everything`, as replay does at
-        the end of its input: then the digests still pending are flushed too). `facts + routed` is 0 when
-        there was nothing to do."""
+        the end of its input: then the digests still pending are flushed too). `behind`: the tasks with input
+        in the broker not applied yet, asked at `asked_at` (monotonic); `history`: serve's record of the tasks'
+        clocks (engine/clocks.py). `facts + routed` is 0 when there was nothing to do."""
         report = BatchReport()
-        idle_after = timedelta(milliseconds=self.settings.task_idle_ms)
+
+        async def advance(conn: AsyncConnection, targets: dict[int, datetime]) -> None:
+            for task, target in sorted(targets.items()):
+                report.add(await self._advance_task(conn, task, target))
+
         async with self.database.begin() as conn:
             stage = await repository.run_department_stage(
                 conn,
                 self.departments,
                 self.settings.topic_partitions,
-                idle_after,
-                self.wall_clock(),
                 everything,
                 behind,
+                history,
+                asked_at,
+                advance,
+                self.wall_clock(),
+                timedelta(minutes=self.settings.idle_advance_minutes),
             )
-            report.facts = stage.facts
+            report.facts += stage.facts
             await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
             await routing_store.record_closures(conn, [routing_store.Closure(*c) for c in stage.closed])
             if stage.may_route:
@@ -372,6 +388,44 @@ class Processor:
                     report.deliveries[_delivery(message)] += 1
         for escalation in stage.escalations:
             _count(report, escalation)
+        _log_quarantined(report)
+        return report
+
+    async def advance_tasks_to_furthest(self) -> BatchReport:
+        """Replay, at the end of its input: every task's timers up to the furthest task's clock."""
+        report = BatchReport()
+        partitions = self.settings.topic_partitions
+        async with self.database.connect() as conn:
+            furthest = await conn.scalar(select(func.max(t.tasks.c.clock)).where(t.tasks.c.task < partitions))
+        if furthest is None:
+            return report
+        for task in range(partitions):
+            async with self.database.begin() as conn:
+                report.add(await self._advance_task(conn, task, furthest))
+        _log_quarantined(report)
+        return report
+
+    async def _advance_task(self, conn: AsyncConnection, task: int, target: datetime) -> BatchReport:
+        """Fire a quiet task's timers due by `target`, which the department stage is about to pass: as its next
+        event would have (replay fires them then, in due order; firing them in two steps gives the same). In the
+        stage's transaction, under the task's lock (a batch of its owner in progress is waited for)."""
+        report = BatchReport()
+        clock = await repository.lock_task(conn, task)
+        if clock.clock is not None and target <= clock.clock:
+            return report  # moved on meanwhile
+        wall = self.wall_clock()
+        loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall, task)
+        state = await loader.load([], target, clock.clock)
+        messages = self.engine.advance(target, state)
+        for message in messages:
+            _count(report, message)
+        rows = [outbox_row(message) for message in messages]
+        report.quarantined.extend(state.quarantined)
+        changes = state.take_changes()
+        report.facts += len(changes.facts)
+        await repository.save_changes(conn, changes, wall, True, task)
+        await _store_rows(conn, rows)
+        await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, clock.idle_since)
         return report
 
     async def record_silence(self, raw: RawEvent) -> str | None:

@@ -7,7 +7,7 @@ batch, not on how many cases and patterns are stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Row, Table, and_, any_, bindparam, delete, func, se
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from engine.clocks import ClockHistory
 from engine.domain import ids
 from engine.domain.checks import has_check, undercoded_levels
 from engine.domain.codebook import CodeBook
@@ -332,6 +333,7 @@ def _note_row(n: Note, task: int) -> dict[str, Any]:
 class EngineClock:
     clock: datetime | None
     last_event_wall_at: datetime | None
+    idle_since: datetime | None = None  # (a task's)
 
 
 async def lock_clock(conn: AsyncConnection) -> EngineClock:
@@ -358,7 +360,7 @@ async def lock_task(conn: AsyncConnection, task: int) -> EngineClock:
         await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
         row = (await conn.execute(query)).first()
         assert row is not None
-    return EngineClock(row.clock, row.last_event_wall_at)
+    return EngineClock(row.clock, row.last_event_wall_at, row.idle_since)
 
 
 async def save_task(
@@ -708,27 +710,67 @@ async def refresh_statistics(database: AsyncEngine) -> list[str]:
 # ---- the department stage ----------------------------------------------------------------------------
 
 
+@dataclass
+class Watermark:
+    """How far the stages may go: facts and messages before `limit` (None: nothing bounds them), unless
+    `may_run` is False; `advance`: quiet tasks whose timers due by the settled time must fire first."""
+
+    may_run: bool
+    limit: datetime | None
+    advance: dict[int, datetime]
+
+
 async def watermark(
-    conn: AsyncConnection, partitions: int, idle_after: timedelta, wall: datetime, behind: set[int]
-) -> tuple[bool, datetime | None]:
-    """(may run, up to): the smallest clock of the tasks that are not idle. A task is idle when it has applied
-    all its input in the broker (it is not `behind`) and has been so for `idle_after`: a quiet partition must
-    not hold back the others. (False, None) while a task behind has no clock yet; (True, None): all idle."""
+    conn: AsyncConnection,
+    partitions: int,
+    behind: set[int],
+    history: ClockHistory | None = None,
+    asked_at: float | None = None,
+    wall: datetime | None = None,
+    ticked_after: timedelta = timedelta(hours=1),
+) -> Watermark:
+    """The smallest of the tasks' bounds. A task with input in the broker not applied yet (`behind`) is bound
+    by its clock: it may still add facts and messages at it. A task with none (quiet) gets only records that
+    reach the broker from now on; under the promise those are later than the settled time S (ClockHistory): it
+    is bound by its clock or, when S is later, by S itself (inclusive; its timers due by S fire first, see
+    `advance`). Without a settled time yet (serve just started), a quiet task is bound by its clock, and one
+    with no clock bounds everything (may_run False)."""
     rows = {row.task: row for row in await conn.execute(select(t.tasks).where(t.tasks.c.task < partitions))}
+    clocks = {task: (rows[task].clock if task in rows else None) for task in range(partitions)}
+    settled: datetime | None = None
+    if history is not None:
+        # Clocks records moved: not one the ticker moved to wall time (no record stands behind it; a task is
+        # ticked only after DOCLOOP_IDLE_ADVANCE_MINUTES without an event).
+        recent = {
+            task: clock
+            for task, clock in clocks.items()
+            if task in rows
+            and rows[task].last_event_wall_at is not None
+            and (wall is None or wall - rows[task].last_event_wall_at < ticked_after)
+        }
+        history.observe(recent)
+        settled = history.settled(history.clock() if asked_at is None else asked_at)
     limit: datetime | None = None
-    for task in range(partitions):
-        row = rows.get(task)
-        # Quiet since its last batch left nothing waiting (or, if its replica died before saying so, since its
-        # last batch): the producer-lag allowance runs from then.
-        quiet_since = None if row is None else row.idle_since or row.last_event_wall_at
-        if task not in behind and (quiet_since is None or wall - quiet_since >= idle_after):
-            continue
-        if row is None:
-            return False, None
-        if row.clock is None:
-            return False, None
-        limit = row.clock if limit is None else min(limit, row.clock)
-    return True, limit
+    behind_settled: list[int] = []
+    for task, clock in clocks.items():
+        if task not in behind and settled is not None and (clock is None or clock <= settled):
+            bound = settled + timedelta(microseconds=1)
+            if clock is not None and clock < settled:
+                behind_settled.append(task)
+        elif clock is None:
+            return Watermark(False, None, {})
+        else:
+            bound = clock
+        limit = bound if limit is None else min(limit, bound)
+    advance: dict[int, datetime] = {}
+    if behind_settled and settled is not None:
+        due = await conn.execute(
+            select(t.patterns.c.task)
+            .where(t.patterns.c.task.in_(behind_settled), t.patterns.c.next_due_at <= settled)
+            .distinct()
+        )
+        advance = {task: settled for (task,) in due}
+    return Watermark(True, limit, advance)
 
 
 STAGE_PASS_LIMIT = 5000
@@ -752,31 +794,36 @@ async def run_department_stage(
     conn: AsyncConnection,
     stage: DepartmentStage,
     partitions: int,
-    idle_after: timedelta,
-    wall: datetime,
     everything: bool = False,
     behind: set[int] | None = None,
+    history: ClockHistory | None = None,
+    asked_at: float | None = None,
+    advance: Callable[[AsyncConnection, dict[int, datetime]], Awaitable[None]] | None = None,
+    wall: datetime | None = None,
+    ticked_after: timedelta = timedelta(hours=1),
 ) -> StagePass:
     """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
-    at clock T may still record a fact at T). One pass at a time (the stage's row lock)."""
+    at clock T may still record a fact at T; see `watermark`). One pass at a time (the stage's row lock).
+    `advance` first fires the timers of quiet tasks that the watermark passes (their messages and facts are
+    then below it too)."""
     stage_clock = await lock_clock(conn)
     query = select(t.department_facts).order_by(
         t.department_facts.c.at, t.department_facts.c.pattern_id, t.department_facts.c.opened, t.department_facts.c.seq
     )
     limit: datetime | None = None
-    advance_to: datetime | None = None
     if not everything:
-        may_run, limit = await watermark(conn, partitions, idle_after, wall, behind or set())
-        if not may_run:
+        mark = await watermark(conn, partitions, behind or set(), history, asked_at, wall, ticked_after)
+        if not mark.may_run:
             return StagePass([], 0, [], False, None, None)
+        if mark.advance and advance is not None:
+            await advance(conn, mark.advance)
+        limit = mark.limit
         if limit is not None:
             query = query.where(t.department_facts.c.at < limit)
-        else:  # every task idle: nothing earlier is on its way; routing may reach the furthest task's clock
-            advance_to = await conn.scalar(select(func.max(t.tasks.c.clock)).where(t.tasks.c.task < partitions))
     rows = (await conn.execute(query.limit(STAGE_PASS_LIMIT))).all()
     if len(rows) == STAGE_PASS_LIMIT:  # more facts remain: messages after the last applied fact wait for them
         limit = rows[-1].at if limit is None else min(limit, rows[-1].at)
-    advance_to = limit or advance_to
+    advance_to = limit
     if not rows:
         return StagePass([], 0, [], True, limit, advance_to)
     facts = [_fact(row) for row in rows]

@@ -87,8 +87,8 @@ tasks = Table(
     Column("task", Integer, primary_key=True, autoincrement=False),
     Column("clock", UTCDateTime, nullable=True),
     Column("last_event_wall_at", UTCDateTime, nullable=True),
-    # Wall time since which the task has had no input waiting (the department stage does not wait for it
-    # once that is longer than DOCLOOP_TASK_IDLE_MS); null while it has input waiting.
+    # Wall time since which the task has had no input waiting; null while it has input waiting. For operators:
+    # the department stage goes by input left in the broker and the settled time (engine/clocks.py).
     Column("idle_since", UTCDateTime, nullable=True),
 )
 

@@ -69,7 +69,7 @@ async def test_routing_in_many_small_passes_equals_replay(
     p = processor(database, store_url)
     await apply_scenario(p)
     async with database.begin() as conn:
-        stage = await repository.run_department_stage(conn, p.departments, 1, timedelta(0), WALL, everything=True)
+        stage = await repository.run_department_stage(conn, p.departments, 1, everything=True)
         await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
         await routing_store.record_closures(conn, [routing_store.Closure(*c) for c in stage.closed])
         times = sorted(set((await conn.execute(select(t.routing_queue.c.created_at))).scalars()))
@@ -164,7 +164,7 @@ async def test_a_systemic_escalation_inhibits_its_pair_until_the_pair_has_no_ope
     p = processor(database, store_url)
     await apply_scenario(p)
     async with database.begin() as conn:
-        stage = await repository.run_department_stage(conn, p.departments, 1, timedelta(0), WALL, everything=True)
+        stage = await repository.run_department_stage(conn, p.departments, 1, everything=True)
         await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
         await routing_store.record_closures(conn, [routing_store.Closure(*c) for c in stage.closed])
     pair = ("Internal Medicine", "em_level_unsupported")

@@ -1,0 +1,43 @@
+"""engine/clocks.py: which clock values the department stage may take as settled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from engine.clocks import ClockHistory
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_a_clock_value_settles_an_allowance_after_it_was_first_seen() -> None:
+    now = [100.0]
+    history = ClockHistory(2.0, clock=lambda: now[0])
+    history.observe({0: at(10), 1: None})
+    assert history.settled(before=101.9) is None and history.next_settling(101.0) == 1.0
+    now[0] = 101.0
+    history.observe({0: at(20), 1: at(15)})  # seen later: they settle later
+    assert history.settled(before=102.0) == at(10)
+    assert history.settled(before=103.0) == at(20)  # the furthest settled value over all tasks
+    assert history.next_settling(103.0) is None
+
+
+def test_a_value_seen_again_keeps_when_it_was_first_seen() -> None:
+    now = [100.0]
+    history = ClockHistory(2.0, clock=lambda: now[0])
+    history.observe({0: at(10)})
+    now[0] = 101.5
+    history.observe({0: at(10)})
+    assert history.settled(before=102.0) == at(10)
+
+
+def test_settled_is_not_later_than_what_was_seen_before_the_broker_was_asked() -> None:
+    now = [100.0]
+    history = ClockHistory(0.0, clock=lambda: now[0])
+    history.observe({0: at(10)})
+    now[0] = 100.5
+    history.observe({0: at(30)})  # read after the broker was asked at 100.2
+    assert history.settled(before=100.2) == at(10)
