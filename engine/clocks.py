@@ -20,7 +20,12 @@ class ClockHistory:
     def __init__(self, allowance_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.allowance = allowance_seconds
         self.clock = clock  # when a value is seen
+        self.started = clock()
         self.seen: dict[int, deque[tuple[float, datetime]]] = {}
+
+    def age(self) -> float:
+        """Seconds since this history began (serve's start)."""
+        return self.clock() - self.started
 
     def observe(self, clocks: dict[int, datetime | None]) -> None:
         now = self.clock()
@@ -40,9 +45,3 @@ class ClockHistory:
             if history and history[0][0] <= cutoff:
                 found = history[0][1] if found is None else max(found, history[0][1])
         return found
-
-    def next_settling(self, now: float) -> float | None:
-        """Seconds until the next clock value seen settles (None: all have)."""
-        waits = [at + self.allowance - now for history in self.seen.values() for at, _ in history]
-        pending = [wait for wait in waits if wait > 0]
-        return min(pending) if pending else None

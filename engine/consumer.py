@@ -36,6 +36,7 @@ log = logging.getLogger("docloop.consumer")
 
 WENT_ON_LOG_SECONDS = 60.0
 STALLED_RETRY_SECONDS = 0.1
+LOG_START_TTL_SECONDS = 60.0
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timestamp on arrival
 
 Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
@@ -50,6 +51,7 @@ class BrokerOffsets:
         self.bootstrap = bootstrap
         self.security = security
         self.client: AIOKafkaConsumer | None = None
+        self.starts: dict[TopicPartition, tuple[float, int]] = {}  # log start offsets: (when asked, offset)
 
     async def _started(self) -> AIOKafkaConsumer:
         if self.client is None:
@@ -64,8 +66,15 @@ class BrokerOffsets:
         return dict(await (await self._started()).end_offsets(list(partitions)))
 
     async def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where each partition's log starts now (retention deletes below it)."""
-        return dict(await (await self._started()).beginning_offsets(list(partitions)))
+        """Where each partition's log starts (retention deletes below it), asked at most once a minute per
+        partition: in a backfill every stage pass wants it for every partition, and it moves only with retention
+        (a value a minute old is at most a minute late to stop counting deleted records as input left)."""
+        now = time.monotonic()
+        stale = [tp for tp in partitions if now - self.starts.get(tp, (-math.inf, 0))[0] >= LOG_START_TTL_SECONDS]
+        if stale:
+            found = await (await self._started()).beginning_offsets(stale)
+            self.starts.update({tp: (now, offset) for tp, offset in found.items()})
+        return {tp: self.starts[tp][1] for tp in partitions if tp in self.starts}
 
     async def close(self) -> None:
         if self.client is not None:

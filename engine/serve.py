@@ -399,10 +399,8 @@ class Service:
         """Apply the department facts every task has passed (engine/domain/departments.py); woken by batches
         that recorded facts, and every second (a task going idle moves the watermark too)."""
         while not self.stopping.is_set():
-            # Also when the next clock seen settles (the watermark may pass quiet tasks then), if sooner.
-            settling = self.clock_history.next_settling(time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stage_wake.wait(), timeout=min(1.0, (settling or 1.0) + 0.005))
+                await asyncio.wait_for(self.stage_wake.wait(), timeout=1.0)
             self.stage_wake.clear()
             if self.stopping.is_set():
                 return

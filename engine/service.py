@@ -14,12 +14,13 @@ A crash before 3 redelivers the batch: its events are then duplicates and its ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -163,7 +164,20 @@ class Processor:
         self.departments = DepartmentStage(settings.systemic_providers, self.engine.compose)
         self.router = Router(self.engine.compose.routing)
         self.applied_since_start = 0
+        self.sqlite_writer = asyncio.Lock()  # see writing()
         self.next_analyze_at = ANALYZE_FIRST
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Around a transaction that writes task state. SQLite takes its write lock only at the first write, so
+        two such transactions could each read, and the later writer overwrite the earlier one's rows: on SQLite
+        they take turns here (serve's tasks do already; the department stage fires quiet tasks' timers too).
+        PostgreSQL has the task's row lock."""
+        if self.database.dialect.name != "sqlite":
+            yield
+            return
+        async with self.sqlite_writer:
+            yield
 
     def _hash_patient(self, patient_ref: str | None) -> str | None:
         assert self.phi_key is not None, "the PHI key is loaded before any event is applied"
@@ -258,7 +272,7 @@ class Processor:
         await self.load_phi_key()
         wall = self.wall_clock()
         report = BatchReport()
-        async with self.database.begin() as conn:
+        async with self.writing(), self.database.begin() as conn:
             clock = await repository.lock_task(conn, task)
             # Records below an input partition's stored position are applied already (a redelivery after a
             # crash before the offset commit, or a replica that lost the task while it waited for the lock).
@@ -304,7 +318,8 @@ class Processor:
             await _store_rows(conn, rows)
             await repository.save_providers(conn, events)  # names for the report, latest per NPI
             last_event_wall_at = wall if events else clock.last_event_wall_at
-            await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None)
+            event_clock = max(filter(None, [clock.event_clock, *(as_utc(e.occurred_at) for e in events)]), default=None)
+            await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None, event_clock)
             await repository.save_positions(conn, moved)
             crash_point("before_commit")
         _log_quarantined(report)
@@ -324,7 +339,7 @@ class Processor:
         idle = timedelta(minutes=self.settings.idle_advance_minutes)
         report = BatchReport()
         rows: list[OutboxRow] = []
-        async with self.database.begin() as conn:
+        async with self.writing(), self.database.begin() as conn:
             clock = await repository.lock_task(conn, task)
             if clock.last_event_wall_at is None or wall - clock.last_event_wall_at < idle:
                 return report, rows  # events are flowing (or none ever came): event time rules
@@ -341,7 +356,7 @@ class Processor:
             report.facts += len(changes.facts)
             await repository.save_changes(conn, changes, wall, True, task)
             await _store_rows(conn, rows)
-            await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, wall)
+            await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, wall, clock.event_clock)
         _log_quarantined(report)
         return report, rows
 
@@ -358,12 +373,17 @@ class Processor:
         in the broker not applied yet, asked at `asked_at` (monotonic); `history`: serve's record of the tasks'
         clocks (engine/clocks.py). `facts + routed` is 0 when there was nothing to do."""
         report = BatchReport()
+        idle = timedelta(minutes=self.settings.idle_advance_minutes)
+        # Where the ticker puts quiet tasks, for one that never had an event, once serve has run that long.
+        idle_advanced_to = (
+            self.wall_clock() - idle if history is not None and history.age() >= idle.total_seconds() else None
+        )
 
         async def advance(conn: AsyncConnection, targets: dict[int, datetime]) -> None:
             for task, target in sorted(targets.items()):
                 report.add(await self._advance_task(conn, task, target))
 
-        async with self.database.begin() as conn:
+        async with self.writing(), self.database.begin() as conn:
             stage = await repository.run_department_stage(
                 conn,
                 self.departments,
@@ -373,8 +393,7 @@ class Processor:
                 history,
                 asked_at,
                 advance,
-                self.wall_clock(),
-                timedelta(minutes=self.settings.idle_advance_minutes),
+                idle_advanced_to,
             )
             report.facts += stage.facts
             await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])
@@ -400,7 +419,7 @@ class Processor:
         if furthest is None:
             return report
         for task in range(partitions):
-            async with self.database.begin() as conn:
+            async with self.writing(), self.database.begin() as conn:
                 report.add(await self._advance_task(conn, task, furthest))
         _log_quarantined(report)
         return report
@@ -425,7 +444,9 @@ class Processor:
         report.facts += len(changes.facts)
         await repository.save_changes(conn, changes, wall, True, task)
         await _store_rows(conn, rows)
-        await repository.save_task(conn, task, state.clock, clock.last_event_wall_at, clock.idle_since)
+        await repository.save_task(
+            conn, task, state.clock, clock.last_event_wall_at, clock.idle_since, clock.event_clock
+        )
         return report
 
     async def record_silence(self, raw: RawEvent) -> str | None:

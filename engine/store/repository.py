@@ -334,6 +334,7 @@ class EngineClock:
     clock: datetime | None
     last_event_wall_at: datetime | None
     idle_since: datetime | None = None  # (a task's)
+    event_clock: datetime | None = None  # (a task's: the latest occurred_at applied from a record)
 
 
 async def lock_clock(conn: AsyncConnection) -> EngineClock:
@@ -360,7 +361,7 @@ async def lock_task(conn: AsyncConnection, task: int) -> EngineClock:
         await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
         row = (await conn.execute(query)).first()
         assert row is not None
-    return EngineClock(row.clock, row.last_event_wall_at, row.idle_since)
+    return EngineClock(row.clock, row.last_event_wall_at, row.idle_since, row.event_clock)
 
 
 async def save_task(
@@ -369,11 +370,12 @@ async def save_task(
     clock: datetime | None,
     last_event_wall_at: datetime | None,
     idle_since: datetime | None,
+    event_clock: datetime | None,
 ) -> None:
     await conn.execute(
         update(t.tasks)
         .where(t.tasks.c.task == task)
-        .values(clock=clock, last_event_wall_at=last_event_wall_at, idle_since=idle_since)
+        .values(clock=clock, last_event_wall_at=last_event_wall_at, idle_since=idle_since, event_clock=event_clock)
     )
 
 
@@ -726,51 +728,49 @@ async def watermark(
     behind: set[int],
     history: ClockHistory | None = None,
     asked_at: float | None = None,
-    wall: datetime | None = None,
-    ticked_after: timedelta = timedelta(hours=1),
+    idle_advanced_to: datetime | None = None,
 ) -> Watermark:
-    """The smallest of the tasks' bounds. A task with input in the broker not applied yet (`behind`) is bound
-    by its clock: it may still add facts and messages at it. A task with none (quiet) gets only records that
-    reach the broker from now on; under the promise those are later than the settled time S (ClockHistory): it
-    is bound by its clock or, when S is later, by S itself (inclusive; its timers due by S fire first, see
-    `advance`). Without a settled time yet (serve just started), a quiet task is bound by its clock, and one
-    with no clock bounds everything (may_run False)."""
+    """The smallest of the tasks' bounds.
+
+    - A task with input in the broker not applied yet (`behind`) is bound by its clock: it may still add facts
+      and messages at it (no clock yet: nothing may run).
+    - A task with none (quiet) gets only records that reach the broker from now on; under the promise those are
+      later than the settled time S (engine/clocks.py, from the tasks' event clocks). It is bound by its clock or,
+      when S is later, just after S (its timers due by S fire first: `advance`).
+    - A quiet task with no clock (no event ever) is bound just after S, or at `idle_advanced_to` if that is later
+      (once serve has run for DOCLOOP_IDLE_ADVANCE_MINUTES: wall time less that, where the ticker puts quiet
+      tasks); before anything has settled (serve just started), nothing may run."""
     rows = {row.task: row for row in await conn.execute(select(t.tasks).where(t.tasks.c.task < partitions))}
     clocks = {task: (rows[task].clock if task in rows else None) for task in range(partitions)}
     settled: datetime | None = None
     if history is not None:
-        # Clocks records moved: not one the ticker moved to wall time (no record stands behind it; a task is
-        # ticked only after DOCLOOP_IDLE_ADVANCE_MINUTES without an event).
-        recent = {
-            task: clock
-            for task, clock in clocks.items()
-            if task in rows
-            and rows[task].last_event_wall_at is not None
-            and (wall is None or wall - rows[task].last_event_wall_at < ticked_after)
-        }
-        history.observe(recent)
+        history.observe({task: row.event_clock for task, row in rows.items()})
         settled = history.settled(history.clock() if asked_at is None else asked_at)
+    after = None if settled is None else settled + timedelta(microseconds=1)
     limit: datetime | None = None
-    behind_settled: list[int] = []
+    advance: list[int] = []
     for task, clock in clocks.items():
-        if task not in behind and settled is not None and (clock is None or clock <= settled):
-            bound = settled + timedelta(microseconds=1)
-            if clock is not None and clock < settled:
-                behind_settled.append(task)
+        if task in behind:
+            if clock is None:
+                return Watermark(False, None, {})
+            bound = clock
         elif clock is None:
-            return Watermark(False, None, {})
+            if after is None:
+                return Watermark(False, None, {})
+            bound = max(after, idle_advanced_to or after)
+        elif settled is not None and clock <= settled:
+            bound = after
+            if clock < settled:
+                advance.append(task)
         else:
             bound = clock
         limit = bound if limit is None else min(limit, bound)
-    advance: dict[int, datetime] = {}
-    if behind_settled and settled is not None:
-        due = await conn.execute(
-            select(t.patterns.c.task)
-            .where(t.patterns.c.task.in_(behind_settled), t.patterns.c.next_due_at <= settled)
-            .distinct()
-        )
-        advance = {task: settled for (task,) in due}
-    return Watermark(True, limit, advance)
+    due: dict[int, datetime] = {}
+    if advance and settled is not None:
+        pending = t.patterns.c.task.in_(advance), t.patterns.c.next_due_at <= settled
+        found = await conn.execute(select(t.patterns.c.task).where(*pending).distinct())
+        due = {task: settled for (task,) in found}
+    return Watermark(True, limit, due)
 
 
 STAGE_PASS_LIMIT = 5000
@@ -799,8 +799,7 @@ async def run_department_stage(
     history: ClockHistory | None = None,
     asked_at: float | None = None,
     advance: Callable[[AsyncConnection, dict[int, datetime]], Awaitable[None]] | None = None,
-    wall: datetime | None = None,
-    ticked_after: timedelta = timedelta(hours=1),
+    idle_advanced_to: datetime | None = None,
 ) -> StagePass:
     """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
     at clock T may still record a fact at T; see `watermark`). One pass at a time (the stage's row lock).
@@ -812,7 +811,7 @@ async def run_department_stage(
     )
     limit: datetime | None = None
     if not everything:
-        mark = await watermark(conn, partitions, behind or set(), history, asked_at, wall, ticked_after)
+        mark = await watermark(conn, partitions, behind or set(), history, asked_at, idle_advanced_to)
         if not mark.may_run:
             return StagePass([], 0, [], False, None, None)
         if mark.advance and advance is not None:

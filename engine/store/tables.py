@@ -90,6 +90,9 @@ tasks = Table(
     # Wall time since which the task has had no input waiting; null while it has input waiting. For operators:
     # the department stage goes by input left in the broker and the settled time (engine/clocks.py).
     Column("idle_since", UTCDateTime, nullable=True),
+    # The latest occurred_at the task applied from a record: its clock without what timers and the idle advance
+    # moved (the department stage's settled time goes by this; engine/clocks.py).
+    Column("event_clock", UTCDateTime, nullable=True),
 )
 
 # Where each input partition's applied prefix ends, committed with the state it produced: a task that moves

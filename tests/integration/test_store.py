@@ -131,6 +131,9 @@ async def test_the_clock_survives_in_the_store_and_idle_time_fires_timers(
     assert not again.notifications and not again.escalations
     async with database.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(t.outbox)) > 0
+        row = (await conn.execute(select(t.tasks).where(t.tasks.c.task == 0))).one()
+    # The event clock stays where the records put it: the department stage's settled time goes by it.
+    assert row.event_clock.isoformat() == "2026-02-17T08:00:00+00:00" and row.clock > row.event_clock
 
 
 async def test_providers_keep_the_latest_name_by_event_time(database: AsyncEngine, store_url: str) -> None:

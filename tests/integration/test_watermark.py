@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from engine.partitioning import task_of_npi
 from engine.replay import replay
 from engine.service import Processor, RawEvent
 from engine.settings import Settings
+from engine.store import repository
 from engine.store import tables as t
 from engine.store.migrate import upgrade
 from tests.support.events import claim, npi
@@ -144,3 +145,64 @@ async def test_a_quiet_task_is_not_passed_beyond_what_has_settled(
     await serve.stage()
     await serve.processor.run_department_stage(everything=True)
     assert await outcome(database) == await replayed(early + busy + late, tmp_path)
+
+
+async def test_after_a_restart_in_a_quiet_spell_the_stage_goes_on_once_a_clock_has_settled(
+    database: AsyncEngine, store_url: str
+) -> None:
+    """Only task 0 ever had events (a small practice's providers on fewer partitions than tasks), the last two
+    hours ago; serve restarts. Task 1 has no clock. The stage waits until task 0's event clock has settled,
+    then routes (before, it waited for the next event: clocks of tasks quiet for an hour were not looked at)."""
+    serve = Serve(database, store_url)
+    claims = [
+        claim(f"a{i}", occurred_at=f"2026-01-10T09:0{i}:00Z", service_date="2026-01-05", provider=A) for i in range(4)
+    ]
+    await serve.apply(0, claims)
+    restarted = Serve(database, store_url)
+    restarted.processor.wall_clock = lambda: WALL + timedelta(hours=2)
+    await restarted.stage()
+    assert not await outcome(database)  # nothing settled yet: task 1 might still get a record of any time
+    restarted.now += 3
+    await restarted.stage()
+    assert await outcome(database)  # the pattern opened at 09:02 is routed
+
+
+async def test_on_sqlite_the_stage_and_a_task_batch_take_turns(
+    database: AsyncEngine, store_url: str, monkeypatch: Any
+) -> None:
+    """The stage fires a quiet task's timers in that task's state. SQLite takes its write lock only at the first
+    write: a batch of the same task committed in between would be overwritten (its clock moved back)."""
+    opened = [
+        claim(f"a{i}", occurred_at=f"2026-01-10T09:0{i}:00Z", service_date="2026-01-05", provider=A) for i in range(3)
+    ]
+    serve = Serve(database, store_url)
+    await serve.apply(0, opened)
+    await serve.stage()
+    serve.now += 3
+    await serve.apply(1, [claim("b0", occurred_at="2026-01-18T09:00:00Z", service_date="2026-01-15", provider=B)])
+    await serve.stage()
+    serve.now += 3  # Jan 18 settles: the next pass fires task 0's reminder (due Jan 17) in task 0's state
+    loaded = asyncio.Event()
+    go_on = asyncio.Event()
+    load = repository.BatchLoader.load
+
+    async def slow(self: Any, events: Any, until: Any, clock: Any) -> Any:
+        state = await load(self, events, until, clock)
+        if not events:  # the stage's advance: hold it between its reads and its writes
+            loaded.set()
+            await go_on.wait()
+        return state
+
+    monkeypatch.setattr(repository.BatchLoader, "load", slow)
+    stage = asyncio.create_task(serve.stage())
+    await asyncio.wait_for(loaded.wait(), timeout=10)
+    batch = asyncio.create_task(
+        serve.apply(0, [claim("a9", occurred_at="2026-01-20T09:00:00Z", service_date="2026-01-16", provider=A)])
+    )
+    await asyncio.sleep(0.2)
+    assert not batch.done()  # it waits: SQLite for its turn, PostgreSQL for the task's row lock
+    go_on.set()
+    await asyncio.wait_for(asyncio.gather(stage, batch), timeout=10)
+    async with database.connect() as conn:
+        clock = await conn.scalar(select(t.tasks.c.clock).where(t.tasks.c.task == 0))
+    assert clock is not None and clock.isoformat() == "2026-01-20T09:00:00+00:00"  # the batch's, not moved back
