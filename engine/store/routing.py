@@ -140,8 +140,12 @@ async def run_routing_stage(
     if cut is not None:
         target, drain = (cut if limit is None else min(cut, limit)), False
         before = [r for r in queued if r.created_at < target], [r for r in events if r.occurred_at < target]
-        if before[0] or before[1]:  # (else: thousands at one instant; take them all, in order)
+        if before[0] or before[1]:
             queued, events = before
+        else:  # thousands at one instant: take them all, in order, and nothing later (the rest of the instant
+            # comes next pass; a silence or digest after it must not come first)
+            queued = [r for r in queued if r.created_at <= target]
+            events = [r for r in events if r.occurred_at <= target]
 
     parsed = [(row, _parse(row.stream, row.value)) for row in queued]
     latest = max([m.created_at for _, m in parsed] + [e.occurred_at for e in events], default=clock)

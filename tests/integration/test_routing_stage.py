@@ -183,3 +183,34 @@ async def test_a_systemic_escalation_inhibits_its_pair_until_the_pair_has_no_ope
     held = [m for m in escalations if (m["delivery_reason"] or "").startswith("inhibited:")]
     assert held and all((m["department"], m["root_cause"]) == pair and m["pattern_id"] for m in held)
     assert all(m["created_at"] < closed_at.isoformat().replace("+00:00", "Z") for m in held)
+
+
+async def test_a_pass_cut_at_one_instant_does_not_run_ahead_of_the_rest_of_that_instant(
+    database: AsyncEngine, store_url: str, monkeypatch: Any
+) -> None:
+    """More messages at one instant than a pass takes (PASS_LIMIT, 5,000: resolutions at midnight), and a
+    silence an hour later: the first pass must stop its clock at that instant, or the silence applies before the
+    rest of the instant's messages, which it then holds (replay routes them all before it)."""
+    from tests.unit.test_routing import note_for, pattern
+
+    monkeypatch.setattr(routing_store, "PASS_LIMIT", 2)
+    p = processor(database, store_url)
+    at = datetime(2026, 3, 2, 0, tzinfo=UTC)
+    department = {"department": ["Internal Medicine"]}
+    silenced = silence("s-later", "set", "2026-03-02T01:00:00Z", matchers=department, ends_at="2026-12-31T00:00:00Z")
+    async with database.begin() as conn:
+        await repository.lock_clock(conn)  # (the stage's clock row, as serve's first pass makes it)
+        providers = ["1000000010", "1000000028", "1000000036"]
+        messages = [note_for(pattern(provider=n), "pattern_opened", "billing", at) for n in providers]
+        await routing_store.queue(conn, [outbox_row(m) for m in messages])
+    assert await p.record_silence(RawEvent(silenced, None, "ops:1")) is None
+    while True:
+        async with database.begin() as conn:
+            _, applied = await routing_store.run_routing_stage(conn, p.router, None)
+        if not applied:
+            break
+    out = await published(database)
+    routed = [m for m in out if m.get("kind") == "pattern_opened"]
+    assert len(routed) == 3 and not [m for m in routed if m["delivery"] == "held"]
+    [digest] = [m for m in out if m.get("kind") == "digest"]  # billing's, an hour later: all three in it
+    assert sorted(digest["covers"]) == sorted(m["notification_id"] for m in routed)
