@@ -401,7 +401,7 @@ class Processor:
             if stage.may_route:
                 last_facts = stage.facts < repository.STAGE_PASS_LIMIT
                 routed, report.routed = await routing_store.run_routing_stage(
-                    conn, self.router, stage.route_until, everything and last_facts, stage.advance_to
+                    conn, self.router, stage.route_until, everything and last_facts
                 )
                 for message in routed:
                     report.deliveries[_delivery(message)] += 1

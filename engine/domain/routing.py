@@ -60,17 +60,13 @@ def decide(
         return "do_not_notify"
     if now < due_at(route, first_pending_at, last_notified_at):
         return "do_not_notify"
-    if last_notified_at is None:
-        return "first_notification"
-    if route.delivery == "send":
+    if last_notified_at is not None and route.delivery == "send":
         return "repeat_elapsed"
-    if all(kind == "pattern_resolved" for kind in pending_kinds):
-        return "resolved"
-    return "new_alerts"
+    return _flush_reason(pending_kinds, last_notified_at)
 
 
 def _flush_reason(pending_kinds: Sequence[str], last_notified_at: datetime | None) -> Reason:
-    """Why a digest that fell due goes out (decide() for a digest group at its due time)."""
+    """Why a group that is due notifies (for a digest group, decide() once the due time has come)."""
     if last_notified_at is None:
         return "first_notification"
     if all(kind == "pattern_resolved" for kind in pending_kinds):

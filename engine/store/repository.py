@@ -778,16 +778,15 @@ STAGE_PASS_LIMIT = 5000
 
 @dataclass
 class StagePass:
-    """What one department-stage pass did, and how far the routing stage may go after it: the messages
-    before `route_until` (None: everything queued) and its clock to `advance_to` (None: the last message's
-    time), unless `may_route` is False (a task behind has no clock yet)."""
+    """What one department-stage pass did, and how far the routing stage may go after it: the messages and
+    digests due before `route_until` (None: everything queued), unless `may_route` is False (a task behind has no
+    clock yet)."""
 
     escalations: list[EscalationRaised]
     facts: int
     closed: list[tuple[datetime, str, str]]
     may_route: bool
     route_until: datetime | None
-    advance_to: datetime | None
 
 
 async def run_department_stage(
@@ -813,7 +812,7 @@ async def run_department_stage(
     if not everything:
         mark = await watermark(conn, partitions, behind or set(), history, asked_at, idle_advanced_to)
         if not mark.may_run:
-            return StagePass([], 0, [], False, None, None)
+            return StagePass([], 0, [], False, None)
         if mark.advance and advance is not None:
             await advance(conn, mark.advance)
         limit = mark.limit
@@ -822,9 +821,8 @@ async def run_department_stage(
     rows = (await conn.execute(query.limit(STAGE_PASS_LIMIT))).all()
     if len(rows) == STAGE_PASS_LIMIT:  # more facts remain: messages after the last applied fact wait for them
         limit = rows[-1].at if limit is None else min(limit, rows[-1].at)
-    advance_to = limit
     if not rows:
-        return StagePass([], 0, [], True, limit, advance_to)
+        return StagePass([], 0, [], True, limit)
     facts = [_fact(row) for row in rows]
     pairs = sorted({(f.department, f.root_cause.value) for f in facts})
     state = DepartmentState()
@@ -872,7 +870,7 @@ async def run_department_stage(
     if stage_clock.clock is None or latest > stage_clock.clock:
         await save_clock(conn, latest, stage_clock.last_event_wall_at)
     closed = [(at, department, root_cause.value) for at, (department, root_cause) in state.closed]
-    return StagePass(escalations, len(rows), closed, True, limit, advance_to)
+    return StagePass(escalations, len(rows), closed, True, limit)
 
 
 async def phi_key(database: AsyncEngine, warn: bool = True) -> str:

@@ -62,18 +62,17 @@ async def queue(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
 
 async def record_silence(
     conn: AsyncConnection, event_id: str, occurred_at: datetime, value: bytes, received_at: datetime
-) -> bool:
-    """Keep a silence for the routing stage; False when its event id was kept before (a repeat: redelivered
-    after a crash before the consumer's commit). The id stays among the processed events for the dedup window
-    (the routing stage deletes what it applied, so its own table cannot tell)."""
+) -> None:
+    """Keep a silence for the routing stage, unless its event id was kept before (a repeat: redelivered after a
+    crash before the consumer's commit). The id stays among the processed events for the dedup window (the
+    routing stage deletes what it applied, so its own table cannot tell)."""
     seen = select(t.processed_events.c.event_id).where(t.processed_events.c.event_id == event_id)
     if await conn.scalar(seen) is not None:
-        return False
+        return
     await _insert_new(
         conn, t.processed_events, [{"event_id": event_id, "event_type": "feedback.silence", "applied_at": received_at}]
     )
     await _record_event(conn, event_id, "silence", occurred_at, value)
-    return True
 
 
 async def record_closures(conn: AsyncConnection, closures: Sequence[Closure]) -> None:
@@ -114,12 +113,10 @@ async def run_routing_stage(
     router: Router,
     limit: datetime | None,
     drain: bool = False,
-    advance_to: datetime | None = None,
 ) -> tuple[list[Routed], int]:
-    """Route what is queued before `limit` (everything when None) and flush the digests due by then (or by
-    `advance_to`, when every task is idle); with `drain` (replay at the end of its input), flush every group
-    still pending. Returns the routed messages
-    in outbox order and how many queued rows and events it applied (0: nothing was waiting)."""
+    """Route what is queued before `limit` (everything when None) and flush the digests due by then; with
+    `drain` (replay at the end of its input), flush every group still pending. Returns the routed messages in
+    outbox order and how many queued rows and events it applied (0: nothing was waiting)."""
     state_row = (await conn.execute(select(t.engine_state.c.routing_clock).where(t.engine_state.c.id == 1))).first()
     clock = state_row.routing_clock if state_row else None
     messages_query = select(t.routing_queue).order_by(t.routing_queue.c.created_at, t.routing_queue.c.message_id)
@@ -136,7 +133,7 @@ async def run_routing_stage(
         if len(rows) == PASS_LIMIT:
             last = getattr(rows[-1], column)
             cut = last if cut is None else min(cut, last)
-    target = limit if limit is not None else advance_to
+    target = limit
     if cut is not None:
         target, drain = (cut if limit is None else min(cut, limit)), False
         before = [r for r in queued if r.created_at < target], [r for r in events if r.occurred_at < target]
