@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 
 from engine.database import RESERVED_CONNECTIONS
 from engine.metrics import Metrics
-from engine.service import BatchReport, Processor, RawEvent
+from engine.service import BatchReport, Processor, RawEvent, TaskBatch
 from engine.settings import Settings
 from engine.store import repository
 from engine.tasks import TaskInputs, event_time
@@ -39,7 +39,7 @@ STALLED_RETRY_SECONDS = 0.1
 LOG_START_TTL_SECONDS = 60.0
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timestamp on arrival
 
-Apply = Callable[[Sequence[RawEvent], int, bool], Awaitable[BatchReport]]
+Apply = Callable[[Sequence[TaskBatch]], Awaitable[BatchReport]]
 Applied = Callable[[BatchReport, int, float], None]
 
 
@@ -98,7 +98,7 @@ class TaskRunner:
         self.metrics = metrics
         self.processor = processor
         self.topics = list(dict.fromkeys(topics))
-        self.apply = apply  # applies one task's batch, waiting out store outages
+        self.apply = apply  # applies tasks' batches in one transaction, waiting out store outages
         self.applied = applied  # told about every applied batch (metrics, logs, waking the relay)
         self.consumer = consumer  # the aiokafka consumer, once started
         self.offsets = offsets
@@ -251,10 +251,11 @@ class TaskRunner:
                     ready[task] = taken
                 if inputs.went_on > before:
                     self._went_on(task, inputs.passed, now)
+            units = self._transactions(ready)
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
-                done = [await self._apply_task(task, raws) for task, raws in ready.items()]
+                done = [await self._apply_unit(unit) for unit in units]
             else:
-                done = list(await asyncio.gather(*(self._apply_task(task, raws) for task, raws in ready.items())))
+                done = list(await asyncio.gather(*(self._apply_unit(unit) for unit in units)))
         if self.paused:
             self._flow(time.monotonic())
         self._gauges()
@@ -318,24 +319,47 @@ class TaskRunner:
                 found[tp.partition].add(tp.topic)
         return {t: frozenset(topics) for t, topics in found.items()}
 
-    async def _apply_task(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
-        async with self.slots:
-            return await self._apply_batches(task, raws)
-
-    async def _apply_batches(self, task: int, raws: list[RawEvent]) -> dict[TopicPartition, int]:
+    def _transactions(self, ready: dict[int, list[RawEvent]]) -> list[list[list[tuple[int, list[RawEvent], bool]]]]:
+        """The transactions that apply what the tasks may apply now, in units applied at once, each a sequence
+        of transactions, each of (task, records, last of the task) parts. A task's records go in transactions
+        of up to DOCLOOP_BATCH_MAX_RECORDS, one after the other; tasks with fewer records than that share
+        transactions of up to that many (a steady feed brings each task a record or two at a time, and a
+        transaction per task would cost more than its records)."""
         size = self.settings.batch_max_records
+        units: list[list[list[tuple[int, list[RawEvent], bool]]]] = []
+        shared: list[tuple[int, list[RawEvent], bool]] = []
+        for task, raws in ready.items():
+            if len(raws) >= size:
+                starts = range(0, len(raws), size)
+                units.append([[(task, raws[start : start + size], start + size >= len(raws))] for start in starts])
+                continue
+            if sum(len(part[1]) for part in shared) + len(raws) > size:
+                units.append([shared])
+                shared = []
+            shared.append((task, raws, True))
+        if shared:
+            units.append([shared])
+        return units
+
+    async def _apply_unit(self, unit: list[list[tuple[int, list[RawEvent], bool]]]) -> dict[TopicPartition, int]:
         moved: dict[TopicPartition, int] = {}
-        for start in range(0, len(raws), size):
-            batch = raws[start : start + size]
-            last = start + size >= len(raws)
-            idle = last and not self.inputs[task].waiting() if task in self.inputs else last
-            started = time.perf_counter()
-            report = await self.apply(batch, task, idle)
-            self.applied(report, len(batch), time.perf_counter() - started)
-            for raw in batch:
-                assert raw.topic is not None and raw.partition is not None and raw.offset is not None
-                tp = TopicPartition(raw.topic, raw.partition)
-                moved[tp] = max(moved.get(tp, 0), raw.offset + 1)
+        for parts in unit:
+            async with self.slots:
+                # A task is idle once its last records go and it has no more input waiting (asked only now:
+                # records keep arriving while earlier transactions apply).
+                batches = [
+                    TaskBatch(task, raws, last and (task not in self.inputs or not self.inputs[task].waiting()))
+                    for task, raws, last in parts
+                ]
+                started = time.perf_counter()
+                report = await self.apply(batches)
+                records = sum(len(batch.raws) for batch in batches)
+                self.applied(report, records, time.perf_counter() - started)
+            for batch in batches:
+                for raw in batch.raws:
+                    assert raw.topic is not None and raw.partition is not None and raw.offset is not None
+                    tp = TopicPartition(raw.topic, raw.partition)
+                    moved[tp] = max(moved.get(tp, 0), raw.offset + 1)
         return moved
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

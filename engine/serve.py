@@ -48,7 +48,7 @@ from engine.metrics import Metrics
 from engine.relay import Relay
 from engine.retention import prune
 from engine.runtime import tune_gc
-from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable, reason_kind
+from engine.service import BatchReport, Processor, RawEvent, StoreUnavailable, TaskBatch, reason_kind
 from engine.settings import Settings
 from engine.store import repository
 from engine.store.migrate import upgrade
@@ -317,7 +317,7 @@ class Service:
             },
         )
 
-    async def _apply_until_stored(self, raws: Sequence[RawEvent], task: int = 0, idle: bool = False) -> BatchReport:
+    async def _apply_until_stored(self, batches: Sequence[TaskBatch]) -> BatchReport:
         """Apply a batch, waiting out store outages: consumption pauses, nothing is committed or dropped.
 
         An event the engine cannot apply while the store answers goes alone to the DLQ (Processor.apply).
@@ -327,7 +327,7 @@ class Service:
         delay = 0.5
         while True:
             try:
-                return await self.processor.apply(raws, task, idle)
+                return await self.processor.apply_together(batches)
             except StoreUnavailable as error:
                 cause = error.__cause__ or error
                 log.warning("store unavailable; retrying", extra={"retry_in_s": delay, "error": type(cause).__name__})

@@ -33,6 +33,7 @@ from engine.domain.codebook import CodeBook
 from engine.domain.departments import DepartmentStage
 from engine.domain.routing import Routed, Router
 from engine.domain.rules import Engine, Message, as_utc
+from engine.domain.state import Changes
 from engine.faults import crash_point
 from engine.settings import Settings
 from engine.store import repository
@@ -75,6 +76,15 @@ class RawEvent:
 
 class StoreUnavailable(Exception):
     """The store does not answer: the caller waits and retries the batch; nothing was committed."""
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Records of one task to apply; `idle`: the task has no more input waiting."""
+
+    task: int
+    raws: Sequence[RawEvent]
+    idle: bool = False
 
 
 class EventFailed(Exception):
@@ -268,58 +278,103 @@ class Processor:
         `failed` names events (by index) to send to the DLQ with the given reason instead of applying them.
         `idle`: the caller has no more input of this task waiting (the department stage need not wait for it).
         Raises EventFailed when the engine raises on one event (nothing is committed then)."""
+        return await self.apply_batches([TaskBatch(task, raws, idle)], failed)
+
+    async def apply_together(self, batches: Sequence[TaskBatch]) -> BatchReport:
+        """Apply several tasks' batches in one transaction (at a low rate each task has a record or two at a
+        time: one transaction each would cost more than the records do). Anything that fails it, each batch
+        is applied again on its own (`apply`), where one event cannot stop the others. Raises only
+        StoreUnavailable."""
+        if len(batches) == 1:
+            return await self.apply(batches[0].raws, batches[0].task, batches[0].idle)
+        try:
+            return (await self.apply_batches(batches))[0]
+        except Exception as error:
+            log.info("tasks applied together failed; each on its own now", extra={"error": type(error).__name__})
+        report = BatchReport()
+        for batch in batches:
+            report.add(await self.apply(batch.raws, batch.task, batch.idle))
+        return report
+
+    async def apply_batches(
+        self, batches: Sequence[TaskBatch], failed: dict[int, str] | None = None
+    ) -> tuple[BatchReport, list[OutboxRow]]:
+        """Apply tasks' batches (one per task) in one transaction: each task's events in the order given, on
+        its own clock and state, as if each batch had its own transaction. `failed` is for the first batch."""
         failed = failed or {}
+        assert len({batch.task for batch in batches}) == len(batches), "one batch per task"
         await self.load_phi_key()
         wall = self.wall_clock()
         report = BatchReport()
         async with self.writing(), self.database.begin() as conn:
-            clock = await repository.lock_task(conn, task)
+            clocks = await repository.lock_tasks(conn, [batch.task for batch in batches])
             # Records below an input partition's stored position are applied already (a redelivery after a
             # crash before the offset commit, or a replica that lost the task while it waited for the lock).
-            located = [(r.topic, r.partition) for r in raws if r.topic is not None and r.partition is not None]
+            located = [
+                (r.topic, r.partition)
+                for b in batches
+                for r in b.raws
+                if r.topic is not None and r.partition is not None
+            ]
             applied_up_to = await repository.positions(conn, located) if located else {}
             moved: dict[tuple[str, int], int] = {}
-            decoded: list[tuple[int, RawEvent, InboundEvent | InvalidEvent]] = []
-            for index, raw in enumerate(raws):
-                if raw.topic is not None and raw.partition is not None and raw.offset is not None:
-                    where = (raw.topic, raw.partition)
-                    if raw.offset < applied_up_to.get(where, 0):
-                        continue
-                    moved[where] = max(moved.get(where, 0), raw.offset + 1)
-                item = InvalidEvent(failed[index]) if index in failed else self.decoded(raw, wall)
-                decoded.append((index, raw, item))
-            events = [item for _, _, item in decoded if not isinstance(item, InvalidEvent)]
-            latest = max((as_utc(e.occurred_at) for e in events), default=clock.clock)
-            until = max(filter(None, [latest, clock.clock]), default=wall)
-            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall, task)
-            state = await loader.load(events, until, clock.clock)
+            decoded: dict[int, list[tuple[int, RawEvent, InboundEvent | InvalidEvent]]] = {}
+            loads: dict[int, repository.TaskLoad] = {}
+            for number, batch in enumerate(batches):
+                items = decoded[batch.task] = []
+                for index, raw in enumerate(batch.raws):
+                    if raw.topic is not None and raw.partition is not None and raw.offset is not None:
+                        where = (raw.topic, raw.partition)
+                        if raw.offset < applied_up_to.get(where, 0):
+                            continue
+                        moved[where] = max(moved.get(where, 0), raw.offset + 1)
+                    given = failed.get(index) if number == 0 else None
+                    items.append((index, raw, InvalidEvent(given) if given is not None else self.decoded(raw, wall)))
+                clock = clocks[batch.task].clock
+                events = [item for _, _, item in items if not isinstance(item, InvalidEvent)]
+                latest = max((as_utc(e.occurred_at) for e in events), default=clock)
+                loads[batch.task] = repository.TaskLoad(events, max(filter(None, [latest, clock]), default=wall), clock)
+            loader = repository.BatchLoader(conn, self.codebook, self.settings.window_days, wall)
+            states = await loader.load_tasks(loads)
             rows: list[OutboxRow] = []
-            for index, raw, item in decoded:
-                if isinstance(item, InvalidEvent):
-                    report.rejected[reason_kind(item.reason)] += 1
-                    rows.append(
-                        OutboxRow(ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, state.clock or wall, item.reason)
-                    )
-                    continue
-                try:
-                    outcome = self.engine.process(item, state)
-                except Exception as error:
-                    raise EventFailed(index, failure_reason(error, item.event_id)) from error
-                report.events[f"{item.event_type}:{outcome.result}"] += 1
-                report.first_event_id = report.first_event_id or item.event_id
-                report.last_event_id = item.event_id
-                for message in outcome.messages:
-                    _count(report, message)
-                    rows.append(outbox_row(message))
-            report.quarantined.extend(state.quarantined)
-            changes = state.take_changes()
-            report.facts += len(changes.facts)
-            await repository.save_changes(conn, changes, wall, not loader.events_recorded, task)
+            changes: list[tuple[int, Changes]] = []
+            for batch in batches:
+                state = states[batch.task]
+                for index, raw, item in decoded[batch.task]:
+                    if isinstance(item, InvalidEvent):
+                        report.rejected[reason_kind(item.reason)] += 1
+                        rows.append(
+                            OutboxRow(
+                                ids.dlq_id(raw.origin), "dlq", raw.key, raw.value, state.clock or wall, item.reason
+                            )
+                        )
+                        continue
+                    try:
+                        outcome = self.engine.process(item, state)
+                    except Exception as error:
+                        raise EventFailed(index, failure_reason(error, item.event_id)) from error
+                    report.events[f"{item.event_type}:{outcome.result}"] += 1
+                    report.first_event_id = report.first_event_id or item.event_id
+                    report.last_event_id = item.event_id
+                    for message in outcome.messages:
+                        _count(report, message)
+                        rows.append(outbox_row(message))
+                report.quarantined.extend(state.quarantined)
+                changes.append((batch.task, state.take_changes()))
+                report.facts += len(changes[-1][1].facts)
+            await repository.save_changes_of_tasks(conn, changes, wall, not loader.events_recorded)
             await _store_rows(conn, rows)
+            events = [event for load in loads.values() for event in load.events]
             await repository.save_providers(conn, events)  # names for the report, latest per NPI
-            last_event_wall_at = wall if events else clock.last_event_wall_at
-            event_clock = max(filter(None, [clock.event_clock, *(as_utc(e.occurred_at) for e in events)]), default=None)
-            await repository.save_task(conn, task, state.clock, last_event_wall_at, wall if idle else None, event_clock)
+            saved = []
+            for batch in batches:
+                stored, state, applied = clocks[batch.task], states[batch.task], loads[batch.task].events
+                event_clock = max(
+                    filter(None, [stored.event_clock, *(as_utc(e.occurred_at) for e in applied)]), default=None
+                )
+                last_event_wall_at = wall if applied else stored.last_event_wall_at
+                saved.append((batch.task, state.clock, last_event_wall_at, wall if batch.idle else None, event_clock))
+            await repository.save_tasks(conn, saved)
             await repository.save_positions(conn, moved)
             crash_point("before_commit")
         _log_quarantined(report)

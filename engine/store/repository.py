@@ -7,7 +7,7 @@ batch, not on how many cases and patterns are stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -353,15 +353,24 @@ async def lock_clock(conn: AsyncConnection) -> EngineClock:
 async def lock_task(conn: AsyncConnection, task: int) -> EngineClock:
     """Read a task's event-time clock, holding its row lock until commit: the task's batches apply in turn
     (a replica that lost the task mid-batch waits here, then finds the positions moved on)."""
-    query = select(t.tasks).where(t.tasks.c.task == task)
+    return (await lock_tasks(conn, [task]))[task]
+
+
+async def lock_tasks(conn: AsyncConnection, tasks: Sequence[int]) -> dict[int, EngineClock]:
+    """lock_task for several tasks, locked in task order (as the department stage locks them: no deadlock)."""
+    query = select(t.tasks).where(among(conn, t.tasks.c.task, sorted(tasks))).order_by(t.tasks.c.task)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    row = (await conn.execute(query)).first()
-    if row is None:
-        await _insert_new(conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None}])
-        row = (await conn.execute(query)).first()
-        assert row is not None
-    return EngineClock(row.clock, row.last_event_wall_at, row.idle_since, row.event_clock)
+    rows = {row.task: row for row in await conn.execute(query)}
+    if missing := [task for task in tasks if task not in rows]:
+        await _insert_new(
+            conn, t.tasks, [{"task": task, "clock": None, "last_event_wall_at": None} for task in missing]
+        )
+        rows = {row.task: row for row in await conn.execute(query)}
+    return {
+        task: EngineClock(row.clock, row.last_event_wall_at, row.idle_since, row.event_clock)
+        for task, row in rows.items()
+    }
 
 
 async def save_task(
@@ -377,6 +386,19 @@ async def save_task(
         .where(t.tasks.c.task == task)
         .values(clock=clock, last_event_wall_at=last_event_wall_at, idle_since=idle_since, event_clock=event_clock)
     )
+
+
+async def save_tasks(
+    conn: AsyncConnection,
+    tasks: Sequence[tuple[int, datetime | None, datetime | None, datetime | None, datetime | None]],
+) -> None:
+    """save_task for several tasks: (task, clock, last_event_wall_at, idle_since, event_clock) each."""
+    if conn.dialect.name == "postgresql" and len(tasks) > 1:
+        names = ("task", "clock", "last_event_wall_at", "idle_since", "event_clock")
+        await _write_postgresql(conn, t.tasks, [dict(zip(names, row, strict=True)) for row in tasks], update=True)
+        return
+    for row in tasks:
+        await save_task(conn, *row)
 
 
 async def positions(conn: AsyncConnection, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -423,8 +445,34 @@ async def save_clock(conn: AsyncConnection, clock: datetime | None, last_event_w
 # ---- loading what a batch needs ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TaskLoad:
+    """What one task's batch needs: its events, and its clock with the time up to which its timers fall due."""
+
+    events: Sequence[InboundEvent]
+    until: datetime
+    clock: datetime | None
+
+
+# A value a query asks for, and the tasks that asked for it (in task order).
+Asked = dict[Any, list[int]]
+
+
+def _asked(wanted: Mapping[int, Iterable[Any]]) -> Asked:
+    asked: Asked = {}
+    for task in sorted(wanted):
+        for value in wanted[task]:
+            asked.setdefault(value, []).append(task)
+    return asked
+
+
 class BatchLoader:
-    """Collects what a batch's events name, then loads it in a handful of bulk queries."""
+    """Collects what a batch's events name, then loads it in a handful of bulk queries.
+
+    Several tasks' batches load together in the same queries (one transaction applies the small batches of
+    several tasks at a low rate): each query asks for what all of them name, and a row goes only to the state
+    of each task that asked for it, as if each task had asked alone. A task's state is its own: two tasks that
+    ask for one row (a misrouted event) get a copy each."""
 
     def __init__(
         self,
@@ -435,15 +483,129 @@ class BatchLoader:
         task: int = 0,
     ) -> None:
         self.conn = conn
-        self.task = task  # only this task's rows: another task's state belongs to its own clock
+        self.task = task  # (load): only this task's rows: another task's state belongs to its own clock
         self.applied_at = applied_at  # wall time: the dedup window is pruned by it
         self.codebook = codebook
         self.window = timedelta(days=window_days)
         self.events_recorded = False  # True once load() has written the batch's event ids itself
 
     async def load(self, events: Sequence[InboundEvent], until: datetime, clock: datetime | None) -> State:
-        state = State(clock)
-        if self.conn.dialect.name == "postgresql" and events:
+        return (await self.load_tasks({self.task: TaskLoad(events, until, clock)}))[self.task]
+
+    async def load_tasks(self, wanted: dict[int, TaskLoad]) -> dict[int, State]:
+        states = {task: State(load.clock) for task, load in wanted.items()}
+        tasks = sorted(wanted)
+        await self._load_events(states, wanted)
+
+        case_ids: dict[int, set[str]] = {task: set() for task in tasks}
+        keys: dict[int, set[PatternKey]] = {task: set() for task in tasks}
+        service_dates: dict[int, list[date]] = {task: [] for task in tasks}
+        named: dict[int, set[str]] = {task: set() for task in tasks}  # notifications acknowledgements name
+        encounters: dict[int, set[str]] = {task: set() for task in tasks}
+        noted: dict[int, set[str]] = {task: set() for task in tasks}  # encounters of the notes
+        documented: dict[int, set[tuple[str, str]]] = {task: set() for task in tasks}
+        for task, load in wanted.items():
+            for event in load.events:
+                if isinstance(event, ClaimDenied):
+                    encounters[task].add(event.encounter_id)
+                    for line in event.lines:
+                        for finding in self.codebook.classify(line):
+                            case_ids[task].add(ids.case_id(event.claim_id, line.line_number, finding.root_cause.value))
+                            keys[task].add(
+                                PatternKey(event.rendering_provider.npi, finding.root_cause, line.procedure_code)
+                            )
+                            service_dates[task].append(event.service_date)
+                elif isinstance(event, NoteSigned):  # undercoding: a note can be a case, with its pattern and threshold
+                    encounters[task].add(event.encounter_id)
+                    noted[task].add(event.encounter_id)
+                    documented[task].update((event.author.npi, code) for code in event.documentation.procedure_codes)
+                    for code, _ in undercoded_levels(event.documentation):
+                        cause = RootCause.EM_LEVEL_UNDERCODED
+                        case_ids[task].add(ids.note_case_id(event.encounter_id, code, cause.value))
+                        keys[task].add(PatternKey(event.author.npi, cause, code))
+                        service_dates[task].append(event.service_date)
+                elif isinstance(event, FeedbackAcknowledged | FeedbackReviewed):
+                    if event.pattern_key is not None:
+                        k = event.pattern_key
+                        keys[task].add(PatternKey(k.provider_npi, k.root_cause, k.procedure_code))
+                    if event.notification_id:
+                        named[task].add(event.notification_id)
+
+        # Acknowledgements that name a notification: find its pattern, then that key's current episode.
+        named_patterns: dict[int, set[str]] = {task: set() for task in tasks}
+        async for task, row in self._rows(t.notifications, (t.notifications.c.notification_id,), _asked(named)):
+            states[task].load_notification(row.notification_id, row.pattern_id)
+            named_patterns[task].add(row.pattern_id)
+
+        await self._load_cases(states, t.cases.c.case_id, _asked(case_ids))
+        found = await self._load_patterns(states, (t.patterns.c.pattern_id,), _asked(named_patterns), own=True)
+        for task, patterns in found.items():
+            keys[task].update(p.key for p in patterns)
+        await self._load_patterns_by_key(states, keys)
+        # Patterns of cases denied again may be earlier episodes.
+        case_patterns = {
+            task: {c.pattern_id for c in (states[task].case(i) for i in case_ids[task]) if c is not None}
+            for task in tasks
+        }
+        await self._load_patterns(states, (t.patterns.c.pattern_id,), _asked(case_patterns))
+
+        # Pending episodes need the cases near the new service dates to test the threshold.
+        pending = {
+            task: {
+                p.pattern_id
+                for k in keys[task]
+                if (p := states[task].current_pattern(k)) is not None and p.status is PatternStatus.PENDING
+            }
+            if service_dates[task]
+            else set()
+            for task in tasks
+        }
+        window = {
+            task: (min(dates) - self.window, max(dates) + self.window) for task, dates in service_dates.items() if dates
+        }
+        if any(pending.values()):
+            first = min(window[task][0] for task in tasks if pending[task])
+            last = max(window[task][1] for task in tasks if pending[task])
+            await self._load_cases(
+                states,
+                t.cases.c.pattern_id,
+                _asked(pending),
+                t.cases.c.service_date.between(first, last),
+                lambda task, row: window[task][0] <= row.service_date <= window[task][1],
+            )
+
+        # Notes: the encounter's notes (the note itself among them, when signed again) and cases, and the
+        # author's open patterns on the procedures the note documents (the only ones a note counts for).
+        async for task, row in self._rows(t.notes, (t.notes.c.encounter_id,), _asked(encounters), own=True):
+            states[task].load_note(_note(row))
+        await self._load_cases(states, t.cases.c.encounter_id, _asked(noted), own=True)
+        await self._load_patterns(
+            states,
+            (t.patterns.c.provider_npi, t.patterns.c.procedure_code),
+            _asked(documented),
+            and_(t.patterns.c.status.in_(WATCHED), t.patterns.c.root_cause.in_(note_root_causes(self.codebook))),
+        )
+
+        # Timers of each task that fall due before its batch's last event.
+        due = t.patterns.c.next_due_at <= max(load.until for load in wanted.values())
+        await self._load_patterns(
+            states,
+            (t.patterns.c.task,),
+            {task: [task] for task in tasks},
+            due,
+            lambda task, row: row.next_due_at <= wanted[task].until,
+        )
+        # Resolutions and acknowledgements need each key's latest episode, not just the one found.
+        await self._load_patterns_by_key(
+            states, {task: {p.key for p in states[task].loaded_patterns()} - keys[task] for task in tasks}
+        )
+        return states
+
+    async def _load_events(self, states: dict[int, State], wanted: dict[int, TaskLoad]) -> None:
+        """Mark the events applied already (in the store, or in the batch of a task before, in task order)."""
+        tasks = sorted(wanted)
+        given = [event for task in tasks for event in wanted[task].events]
+        if self.conn.dialect.name == "postgresql" and given:
             # Record the batch's event ids first, in one statement: those already there are duplicates.
             statement = text(
                 "INSERT INTO processed_events (event_id, event_type, applied_at) "
@@ -451,152 +613,89 @@ class BatchLoader:
                 "CAST(:at AS TIMESTAMPTZ[])) ON CONFLICT DO NOTHING RETURNING event_id"
             )
             arguments = {
-                "ids": [e.event_id for e in events],
-                "types": [e.event_type for e in events],
-                "at": [self.applied_at or until] * len(events),
+                "ids": [e.event_id for e in given],
+                "types": [e.event_type for e in given],
+                "at": [self.applied_at or max(load.until for load in wanted.values())] * len(given),
             }
             new = set((await self.conn.execute(statement, arguments)).scalars())
-            for event in events:
-                if event.event_id not in new:
-                    state.load_event(event.event_id)
             self.events_recorded = True
         else:
-            for chunk in _chunks([e.event_id for e in events]):
+            new = {e.event_id for e in given}
+            for chunk in _chunks(sorted(new)):
                 rows = await self.conn.execute(
                     select(t.processed_events.c.event_id).where(t.processed_events.c.event_id.in_(chunk))
                 )
-                for (event_id,) in rows:
-                    state.load_event(event_id)
+                new.difference_update(event_id for (event_id,) in rows)
+        taken: set[str] = set()  # new, and applied by a task before
+        for task in tasks:
+            mine = {event.event_id for event in wanted[task].events}
+            for event_id in mine - new | mine & taken:
+                states[task].load_event(event_id)
+            taken |= mine
 
-        claims = [e for e in events if isinstance(e, ClaimDenied)]
-        notes = [e for e in events if isinstance(e, NoteSigned)]
-        acks = [e for e in events if isinstance(e, FeedbackAcknowledged | FeedbackReviewed)]
-
-        case_ids: set[str] = set()
-        keys: set[PatternKey] = set()
-        service_dates: list[date] = []
-        for claim in claims:
-            for line in claim.lines:
-                for finding in self.codebook.classify(line):
-                    case_ids.add(ids.case_id(claim.claim_id, line.line_number, finding.root_cause.value))
-                    keys.add(PatternKey(claim.rendering_provider.npi, finding.root_cause, line.procedure_code))
-                    service_dates.append(claim.service_date)
-        for signed in notes:  # undercoding: a note can be a case, with its pattern and threshold to test
-            for code, _ in undercoded_levels(signed.documentation):
-                cause = RootCause.EM_LEVEL_UNDERCODED
-                case_ids.add(ids.note_case_id(signed.encounter_id, code, cause.value))
-                keys.add(PatternKey(signed.author.npi, cause, code))
-                service_dates.append(signed.service_date)
-        for ack in acks:
-            if ack.pattern_key is not None:
-                k = ack.pattern_key
-                keys.add(PatternKey(k.provider_npi, k.root_cause, k.procedure_code))
-
-        # Acknowledgements that name a notification: find its pattern, then that key's current episode.
-        notification_ids = [a.notification_id for a in acks if a.notification_id]
-        named_patterns: set[str] = set()
-        for chunk in _chunks(notification_ids):
-            rows = await self.conn.execute(
-                select(t.notifications).where(among(self.conn, t.notifications.c.notification_id, chunk))
-            )
-            for row in rows:
-                state.load_notification(row.notification_id, row.pattern_id)
-                named_patterns.add(row.pattern_id)
-
-        await self._load_cases(state, t.cases.c.case_id, sorted(case_ids))
-        patterns = (
-            await self._load_patterns(
-                state,
-                None,
-                [],
-                and_(among(self.conn, t.patterns.c.pattern_id, sorted(named_patterns)), t.patterns.c.task == self.task),
-            )
-            if named_patterns
-            else []
-        )
-        keys.update(p.key for p in patterns)
-        await self._load_patterns_by_key(state, sorted(keys))
-        # Patterns of cases denied again may be earlier episodes.
-        case_patterns = sorted({c.pattern_id for c in (state.case(i) for i in case_ids) if c is not None})
-        await self._load_patterns(state, t.patterns.c.pattern_id, case_patterns)
-
-        # Pending episodes need the cases near the new service dates to test the threshold.
-        pending = sorted(
-            p.pattern_id
-            for k in keys
-            if (p := state.current_pattern(k)) is not None and p.status is PatternStatus.PENDING
-        )
-        if pending and service_dates:
-            first, last = min(service_dates) - self.window, max(service_dates) + self.window
-            for chunk in _chunks(pending):
-                rows = await self.conn.execute(
-                    select(t.cases).where(
-                        among(self.conn, t.cases.c.pattern_id, chunk), t.cases.c.service_date.between(first, last)
-                    )
-                )
-                for row in rows:
-                    if state.case(row.case_id) is None:
-                        state.load_case(_case(row))
-
-        # Notes: the encounter's notes (the note itself among them, when signed again) and cases, and the
-        # author's open patterns on the procedures the note documents (the only ones a note counts for).
-        encounters = sorted({n.encounter_id for n in notes} | {c.encounter_id for c in claims})
-        documented = sorted({(n.author.npi, code) for n in notes for code in n.documentation.procedure_codes})
-        for chunk in _chunks(encounters):
-            query = select(t.notes).where(among(self.conn, t.notes.c.encounter_id, chunk), t.notes.c.task == self.task)
-            for row in await self.conn.execute(query):
-                state.load_note(_note(row))
-        await self._load_cases(
-            state, t.cases.c.encounter_id, sorted({n.encounter_id for n in notes}), t.cases.c.task == self.task
-        )
-        for chunk in _chunks(documented):
-            await self._load_patterns(
-                state,
-                None,
-                [],
-                and_(
-                    among_rows(self.conn, (t.patterns.c.provider_npi, t.patterns.c.procedure_code), chunk),
-                    t.patterns.c.status.in_(WATCHED),
-                    t.patterns.c.root_cause.in_(note_root_causes(self.codebook)),
-                ),
-            )
-
-        # Timers of this task that fall due before the batch's last event.
-        await self._load_patterns(
-            state, None, [], and_(t.patterns.c.task == self.task, t.patterns.c.next_due_at <= until)
-        )
-        # Resolutions and acknowledgements need each key's latest episode, not just the one found.
-        missing = sorted({p.key for p in state.loaded_patterns()} - keys)
-        await self._load_patterns_by_key(state, missing)
-        return state
-
-    async def _load_cases(self, state: State, column: Any, values: Sequence[Any], condition: Any = True) -> None:
+    async def _rows(
+        self, table: Table, columns: tuple[Any, ...], asked: Asked, condition: Any = None, own: bool = False
+    ) -> AsyncIterator[tuple[int, Row[Any]]]:
+        """Rows whose `columns` hold a value some task asked for, each with every task that asked for it
+        (`own`: only the task the row belongs to)."""
+        values = sorted(asked)
+        tasks = sorted({task for askers in asked.values() for task in askers})
         for chunk in _chunks(values):
-            for row in await self.conn.execute(select(t.cases).where(among(self.conn, column, chunk), condition)):
-                if state.case(row.case_id) is None:
-                    state.load_case(_case(row))
+            if len(columns) == 1:
+                where = [among(self.conn, columns[0], chunk)]
+            else:
+                where = [among_rows(self.conn, columns, chunk)]
+            if own:
+                where.append(among(self.conn, table.c.task, tasks))
+            if condition is not None:
+                where.append(condition)
+            for row in await self.conn.execute(select(table).where(*where)):
+                value = (
+                    getattr(row, columns[0].name) if len(columns) == 1 else tuple(getattr(row, c.name) for c in columns)
+                )
+                for task in asked.get(value, ()):
+                    if not own or row.task == task:
+                        yield task, row
+
+    async def _load_cases(
+        self,
+        states: dict[int, State],
+        column: Any,
+        asked: Asked,
+        condition: Any = None,
+        keep: Callable[[int, Row[Any]], bool] | None = None,
+        own: bool = False,
+    ) -> None:
+        async for task, row in self._rows(t.cases, (column,), asked, condition, own):
+            if (keep is None or keep(task, row)) and states[task].case(row.case_id) is None:
+                states[task].load_case(_case(row))
 
     async def _load_patterns(
-        self, state: State, column: Any, values: Sequence[Any], condition: Any = None
-    ) -> list[Pattern]:
-        conditions = (
-            [condition] if condition is not None else [among(self.conn, column, chunk) for chunk in _chunks(values)]
-        )
-        loaded = []
-        for where in conditions:
-            for row in await self.conn.execute(select(t.patterns).where(where)):
-                pattern = state.pattern(row.pattern_id)
-                if pattern is None:
-                    pattern = _pattern(row)
-                    state.load_pattern(pattern)
-                loaded.append(pattern)
+        self,
+        states: dict[int, State],
+        columns: tuple[Any, ...],
+        asked: Asked,
+        condition: Any = None,
+        keep: Callable[[int, Row[Any]], bool] | None = None,
+        own: bool = False,
+    ) -> dict[int, list[Pattern]]:
+        loaded: dict[int, list[Pattern]] = {}
+        async for task, row in self._rows(t.patterns, columns, asked, condition, own):
+            if keep is not None and not keep(task, row):
+                continue
+            pattern = states[task].pattern(row.pattern_id)
+            if pattern is None:
+                pattern = _pattern(row)
+                states[task].load_pattern(pattern)
+            loaded.setdefault(task, []).append(pattern)
         return loaded
 
-    async def _load_patterns_by_key(self, state: State, keys: Sequence[PatternKey]) -> None:
+    async def _load_patterns_by_key(self, states: dict[int, State], keys: dict[int, set[PatternKey]]) -> None:
         columns = (t.patterns.c.provider_npi, t.patterns.c.root_cause, t.patterns.c.procedure_code)
-        values = [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in keys]
-        for chunk in _chunks(values):
-            await self._load_patterns(state, None, [], among_rows(self.conn, columns, chunk))
+        asked = _asked(
+            {task: [(k.provider_npi, k.root_cause.value, k.procedure_code) for k in ks] for task, ks in keys.items()}
+        )
+        await self._load_patterns(states, columns, asked)
 
 
 # ---- writing back -----------------------------------------------------------------------------------
@@ -605,22 +704,33 @@ class BatchLoader:
 async def save_changes(
     conn: AsyncConnection, changes: Changes, applied_at: datetime, record_events: bool = True, task: int = 0
 ) -> None:
+    await save_changes_of_tasks(conn, [(task, changes)], applied_at, record_events)
+
+
+async def save_changes_of_tasks(
+    conn: AsyncConnection, changes: Sequence[tuple[int, Changes]], applied_at: datetime, record_events: bool = True
+) -> None:
+    """Several tasks' changes, one statement per table."""
     if record_events:
         await _insert_new(
             conn,
             t.processed_events,
-            [{"event_id": i, "event_type": kind, "applied_at": applied_at} for i, kind in changes.events.items()],
+            [
+                {"event_id": i, "event_type": kind, "applied_at": applied_at}
+                for _, c in changes
+                for i, kind in c.events.items()
+            ],
         )
-    await _upsert(conn, t.patterns, [_pattern_row(p, task) for p in changes.patterns.values()])
-    await _upsert(conn, t.cases, [_case_row(c, task) for c in changes.cases.values()])
-    await _upsert(conn, t.notes, [_note_row(n, task) for n in changes.notes.values()])
-    await _insert_new(conn, t.department_facts, [_fact_row(f) for f in changes.facts])
+    await _upsert(conn, t.patterns, [_pattern_row(p, task) for task, c in changes for p in c.patterns.values()])
+    await _upsert(conn, t.cases, [_case_row(case, task) for task, c in changes for case in c.cases.values()])
+    await _upsert(conn, t.notes, [_note_row(n, task) for task, c in changes for n in c.notes.values()])
+    await _insert_new(conn, t.department_facts, [_fact_row(f) for _, c in changes for f in c.facts])
     await _insert_new(
         conn,
         t.notifications,
-        [{"notification_id": n, "pattern_id": p} for n, p in changes.notifications.items()],
+        [{"notification_id": n, "pattern_id": p} for _, c in changes for n, p in c.notifications.items()],
     )
-    await _insert_new(conn, t.escalations, [_escalation_row(e) for e in changes.escalations])
+    await _insert_new(conn, t.escalations, [_escalation_row(e) for _, c in changes for e in c.escalations])
 
 
 def _escalation_row(e: EscalationRaised) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from engine.database import connect
 from engine.domain.rules import Outcome
 from engine.serve import Service
-from engine.service import RawEvent
+from engine.service import RawEvent, TaskBatch
 from engine.settings import Settings
 from engine.store import tables as t
 from engine.store.migrate import upgrade
@@ -36,7 +36,7 @@ async def test_an_event_the_engine_cannot_apply_goes_alone_to_the_dlq(sqlite_url
     ]
     raws = [RawEvent(json.dumps(e).encode(), b"k", f"t/0/{n}") for n, e in enumerate(events)]
 
-    report = await service._apply_until_stored(raws)
+    report = await service._apply_until_stored([TaskBatch(0, raws)])
 
     assert report.rejected["engine_error"] == 1
     async with service.database.connect() as conn:
@@ -45,7 +45,7 @@ async def test_an_event_the_engine_cannot_apply_goes_alone_to_the_dlq(sqlite_url
     await service.database.dispose()
     assert applied == {"before", "after"}
     assert [(json.loads(v)["event_id"], r) for v, r in dead] == [
-        ("boom", "engine error: RuntimeError in service.apply_batch while applying event boom")
+        ("boom", "engine error: RuntimeError in service.apply_batches while applying event boom")
     ]
 
 
@@ -89,17 +89,17 @@ async def test_a_batch_the_store_refuses_is_split_until_the_one_event_is_alone(s
 
     await asyncio.to_thread(upgrade, sqlite_url)
     processor = Processor(Settings(database_url=sqlite_url), connect(sqlite_url))
-    save = repository.save_changes
+    save = repository.save_changes_of_tasks
     passes = 0
 
     async def refusing(conn, changes, *args):  # type: ignore[no-untyped-def]
         nonlocal passes
         passes += 1
-        if "unstorable" in changes.events:
+        if any("unstorable" in c.events for _, c in changes):
             raise ValueError("the store refuses a value")
         await save(conn, changes, *args)
 
-    repository.save_changes = refusing  # type: ignore[assignment]
+    repository.save_changes_of_tasks = refusing  # type: ignore[assignment]
     try:
         ids = [f"ok-{i}" for i in range(64)]
         ids[37] = "unstorable"
@@ -109,7 +109,7 @@ async def test_a_batch_the_store_refuses_is_split_until_the_one_event_is_alone(s
         raws = [RawEvent(json.dumps(e).encode(), b"k", f"t/0/{n}") for n, e in enumerate(events)]
         report = await processor.apply(raws)
     finally:
-        repository.save_changes = save  # type: ignore[assignment]
+        repository.save_changes_of_tasks = save  # type: ignore[assignment]
     async with processor.database.connect() as conn:
         dead = (await conn.execute(select(t.outbox.c.value, t.outbox.c.reason).where(t.outbox.c.stream == "dlq"))).all()
     await processor.database.dispose()

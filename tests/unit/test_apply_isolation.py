@@ -69,10 +69,10 @@ async def test_the_idle_timer_loop_outlives_a_failed_pump(monkeypatch: Any) -> N
     applied: list[str] = []
     failures = [True]
 
-    async def apply(batch: Any, task: int, idle: bool) -> BatchReport:
+    async def apply(batches: Any) -> BatchReport:
         if failures and failures.pop():
             raise StoreError("escaped")
-        applied.extend(raw.origin for raw in batch)
+        applied.extend(raw.origin for batch in batches for raw in batch.raws)
         return BatchReport()
 
     processor = SimpleNamespace(

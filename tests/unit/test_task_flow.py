@@ -68,8 +68,8 @@ def runner(consumer: FakeConsumer, applied: list[str]) -> TaskRunner:
         database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
     )
 
-    async def apply(batch: Any, task: int, idle: bool) -> BatchReport:
-        applied.extend(raw.origin for raw in batch)
+    async def apply(batches: Any) -> BatchReport:
+        applied.extend(raw.origin for batch in batches for raw in batch.raws)
         return BatchReport()
 
     settings = Settings(task_idle_ms=600_000, buffered_records_per_partition=4)  # quiet inputs: wait long
@@ -262,21 +262,51 @@ async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connect
     running: list[int] = []
     most = 0
 
-    async def apply(batch: Any, task: int, idle: bool) -> BatchReport:
+    async def apply(batches: Any) -> BatchReport:
         nonlocal most
-        running.append(task)
+        running.append(batches[0].task)
         most = max(most, len(running))
         await asyncio.sleep(0.01)
-        running.remove(task)
+        running.remove(batches[0].task)
         return BatchReport()
 
-    settings = Settings(task_idle_ms=0, database_pool_size=6)  # 6 less the 4 kept for the stages: 2 at once
+    # 6 less the 4 kept for the stages: 2 at once; a batch each that fills a transaction (none shares one)
+    settings = Settings(task_idle_ms=0, database_pool_size=6, batch_max_records=1)
     tasks = TaskRunner(settings, processor, ["claims"], apply, lambda *_: None, lambda: consumer)  # type: ignore[arg-type]
     tasks.assign(set(range(6)))
     at = T0.isoformat().encode()
     await tasks.add([ConsumerRecord("claims", p, 0, 0, 0, b"k", at, None, 0, 0, []) for p in range(6)])
     await tasks.pump()
     assert most == 2
+
+
+async def test_tasks_with_a_few_records_share_a_transaction_and_a_full_one_has_its_own() -> None:
+    consumer = FakeConsumer()
+    processor = SimpleNamespace(
+        wall_clock=lambda: T0,
+        decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
+        database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
+    )
+    transactions: list[list[tuple[int, int, bool]]] = []
+
+    async def apply(batches: Any) -> BatchReport:
+        transactions.append([(b.task, len(b.raws), b.idle) for b in batches])
+        return BatchReport()
+
+    tasks = TaskRunner(
+        Settings(task_idle_ms=0, batch_max_records=3), processor, ["claims"], apply, lambda *_: None, lambda: consumer
+    )  # type: ignore[arg-type]
+    tasks.assign(set(range(6)))
+    at = T0.isoformat().encode()
+    counts = {0: 1, 1: 2, 2: 7, 3: 1, 4: 1}  # records per task (partition)
+    await tasks.add(
+        [ConsumerRecord("claims", p, o, 0, 0, b"k", at, None, 0, 0, []) for p, n in counts.items() for o in range(n)]
+    )
+    # task 2: 3 + 3 + 1 on its own, in order; the others share transactions of up to 3 records
+    assert sorted(transactions) == sorted(
+        [[(0, 1, True), (1, 2, True)], [(2, 3, False)], [(2, 3, False)], [(2, 1, True)], [(3, 1, True), (4, 1, True)]]
+    )
+    assert [t for t in transactions if t[0][0] == 2] == [[(2, 3, False)], [(2, 3, False)], [(2, 1, True)]]
 
 
 def stamped(topic: str, offset: int, minutes: int, appended: float, by_broker: bool) -> ConsumerRecord[Any, Any]:

@@ -1,0 +1,151 @@
+"""Small batches of several tasks applied in one transaction (serve at a low rate: a record or two per task at a
+time) must leave the store exactly as one transaction per task does: each task on its own clock and state.
+On SQLite and PostgreSQL, over a simulated month, with a misrouted acknowledgement and an event id published
+under two keys among them; and one event the engine raises on costs only itself."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.database import connect
+from engine.partitioning import provider_of, task_of_npi
+from engine.service import Processor, RawEvent, TaskBatch
+from engine.settings import Settings
+from engine.simulate import SimulationConfig, simulate
+from engine.store import tables as t
+from schemas import decode_event
+from tests.support.events import ack, claim, npi
+
+WALL = datetime(2026, 6, 1, tzinfo=UTC)
+KEY = "k" * 64
+TASKS = 4
+# Rows that differ only by a sequence number given in commit order are compared without it.
+SEQUENCED = {"department_facts", "outbox", "routing_queue", "routing_events"}
+
+
+def provider_in(task: int) -> str:
+    return next(n for i in range(1000) if task_of_npi(n := npi(f"55555{i:04d}"), TASKS) == task)
+
+
+def rounds() -> list[dict[int, list[RawEvent]]]:
+    """The simulated events by task, handed out in rounds of 0 to 3 records per task (seeded)."""
+    events = simulate(SimulationConfig(providers=12, days=20, visits_per_day=6)).events
+    by_task: dict[int, list[dict[str, Any]]] = {task: [] for task in range(TASKS)}
+    for event in sorted(events, key=lambda e: e["occurred_at"]):
+        by_task[task_of_npi(provider_of(decode_event(json.dumps(event).encode())) or "", TASKS)].append(event)
+    chance = random.Random(7)
+    queues = {task: raws(events) for task, events in by_task.items()}
+    out: list[dict[int, list[RawEvent]]] = []
+    while any(queues.values()):
+        handed = {}
+        for task, queue in queues.items():
+            if taken := queue[: chance.randint(0, 3)]:
+                handed[task] = taken
+                del queue[: len(taken)]
+        out.append(handed)
+    # Then, in one transaction: an acknowledgement keyed by another task's provider (a publisher's mistake: it
+    # loads that task's pattern) and one event id under two keys (the first task in task order applies it, the
+    # other skips it as applied).
+    a = provider_in(0)
+    out.append(
+        {
+            0: raws(
+                claim(f"m{i}", occurred_at=f"2026-02-0{i + 1}T09:00:00Z", service_date="2026-01-28", provider=a)
+                for i in range(3)
+            )
+        }
+    )
+    twice = claim("twice", occurred_at="2026-02-11T09:00:00Z", service_date="2026-02-01", provider=provider_in(2))
+    out.append(
+        {
+            1: raws([ack("misrouted", occurred_at="2026-02-10T09:00:00Z", provider=a)]),
+            2: raws([twice]),
+            3: raws([twice]),
+        }
+    )
+    return out
+
+
+def raws(events: Any) -> list[RawEvent]:
+    return [RawEvent(json.dumps(e).encode(), None, e["event_id"]) for e in events]
+
+
+async def snapshot(database: AsyncEngine) -> dict[str, list[str]]:
+    found = {}
+    async with database.connect() as conn:
+        for table in t.metadata.sorted_tables:
+            if table.name in ("engine_secrets", "alembic_version"):
+                continue
+            rows = (await conn.execute(select(table))).mappings().all()
+            found[table.name] = sorted(
+                repr({k: v for k, v in row.items() if not (table.name in SEQUENCED and k == "seq")}) for row in rows
+            )
+    return found
+
+
+async def applied(url: str, together: bool) -> dict[str, list[str]]:
+    database = connect(url)
+    settings = Settings(database_url=url, topic_partitions=TASKS, phi_hash_key=KEY)
+    processor = Processor(settings, database, wall_clock=lambda: WALL)
+    for handed in rounds():
+        batches = [TaskBatch(task, raws, True) for task, raws in sorted(handed.items())]
+        if together:
+            await processor.apply_together(batches)
+        else:
+            for batch in batches:
+                await processor.apply(batch.raws, batch.task, batch.idle)
+    await processor.run_department_stage(everything=True)
+    found = await snapshot(database)
+    await database.dispose()
+    return found
+
+
+async def wiped(url: str) -> str:
+    database = connect(url)
+    async with database.begin() as conn:
+        for table in reversed(t.metadata.sorted_tables):
+            if table.name != "engine_secrets":
+                await conn.execute(table.delete())
+    await database.dispose()
+    return url
+
+
+async def test_tasks_sharing_a_transaction_leave_what_a_transaction_each_leaves(store_url: str) -> None:
+    alone = await applied(store_url, together=False)
+    together = await applied(await wiped(store_url), together=True)
+    assert alone["patterns"] and alone["notes"] and alone["outbox"]
+    assert together == alone
+
+
+async def test_an_event_that_fails_a_shared_transaction_costs_only_itself(
+    database: AsyncEngine, store_url: str
+) -> None:
+    settings = Settings(database_url=store_url, topic_partitions=TASKS, phi_hash_key=KEY)
+    processor = Processor(settings, database, wall_clock=lambda: WALL)
+    process = processor.engine.process
+
+    def failing_on_boom(event: Any, state: Any) -> Any:
+        if event.event_id == "boom":
+            raise RuntimeError("a defect")
+        return process(event, state)
+
+    processor.engine.process = failing_on_boom  # type: ignore[method-assign]
+    at: dict[str, Any] = {"occurred_at": "2026-02-02T09:00:00Z", "service_date": "2026-01-05"}
+    batches = [
+        TaskBatch(0, raws([claim("a", **at, provider=provider_in(0)), claim("boom", **at, provider=provider_in(0))])),
+        TaskBatch(1, raws([claim("b", **at, provider=provider_in(1))])),
+    ]
+    report = await processor.apply_together(batches)
+    assert report.rejected == {"engine_error": 1}
+    assert report.events == {"claim.denied:applied": 2}
+    async with database.connect() as conn:
+        dead = (await conn.execute(select(t.outbox.c.reason).where(t.outbox.c.stream == "dlq"))).scalars().all()
+        clocks = {row.task: row.clock for row in await conn.execute(select(t.tasks))}
+    assert dead == ["engine error: RuntimeError in service.apply_batches while applying event boom"]
+    assert set(clocks) == {0, 1}  # both tasks applied, each on its own
