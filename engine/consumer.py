@@ -82,6 +82,15 @@ class BrokerOffsets:
             self.client = None
 
 
+async def _position(consumer: Any, tp: TopicPartition) -> int:
+    """The consumer's fetch position, waiting at most 0.5 s for one it does not know yet. Not wait_for: on this
+    Python that wraps the call in a task, and the pump would give way to the loop for every input partition
+    even when the position is known at once."""
+    async with asyncio.timeout(0.5):
+        position: int = await consumer.position(tp)
+        return position
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -290,7 +299,7 @@ class TaskRunner:
             tp = TopicPartition(topic, task)
             high = consumer.highwater(tp)
             try:
-                position = await asyncio.wait_for(consumer.position(tp), timeout=0.5)
+                position = await _position(consumer, tp)
             except Exception:  # no position yet (just assigned): records may well be on their way
                 found.add(topic)
                 continue
@@ -311,7 +320,7 @@ class TaskRunner:
             ends = await asyncio.wait_for(self.offsets.end_offsets(empty), timeout=2.0)
             for tp in empty:
                 end = ends.get(tp)  # unknown: as if it had records on their way
-                if end is None or end > await asyncio.wait_for(consumer.position(tp), timeout=0.5):
+                if end is None or end > await _position(consumer, tp):
                     found[tp.partition].add(tp.topic)
         except Exception as error:
             log.info("tasks wait: end offsets unknown", extra={"tasks": sorted(tasks), "error": type(error).__name__})
