@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(
         1000,
         ge=1,
-        description="most events a task applies in one database transaction; a poll of Kafka takes up to this "
-        "many per partition number (DOCLOOP_TOPIC_PARTITIONS times it)",
+        description="most events a task applies in one database transaction (tasks with fewer ready share one of "
+        "up to this many); a poll of Kafka takes up to this many per partition number (DOCLOOP_TOPIC_PARTITIONS "
+        "times it)",
     )
     batch_timeout_ms: int = Field(200, ge=1, description="longest wait to fill a batch")
     max_event_bytes: int = Field(1_000_000, ge=1024, description="larger events go to the DLQ")
