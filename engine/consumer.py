@@ -41,6 +41,7 @@ LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker set its timesta
 
 Apply = Callable[[Sequence[TaskBatch]], Awaitable[BatchReport]]
 Applied = Callable[[BatchReport, int, float], None]
+Part = tuple[int, list[RawEvent], bool]  # of a transaction: a task, its records, whether they are its last ready
 
 
 class BrokerOffsets:
@@ -328,15 +329,15 @@ class TaskRunner:
                 found[tp.partition].add(tp.topic)
         return {t: frozenset(topics) for t, topics in found.items()}
 
-    def _transactions(self, ready: dict[int, list[RawEvent]]) -> list[list[list[tuple[int, list[RawEvent], bool]]]]:
-        """The transactions that apply what the tasks may apply now, in units applied at once, each a sequence
-        of transactions, each of (task, records, last of the task) parts. A task's records go in transactions
-        of up to DOCLOOP_BATCH_MAX_RECORDS, one after the other; tasks with fewer records than that share
-        transactions of up to that many (a steady feed brings each task a record or two at a time, and a
-        transaction per task would cost more than its records)."""
+    def _transactions(self, ready: dict[int, list[RawEvent]]) -> list[list[list[Part]]]:
+        """The transactions that apply what the tasks may apply now: units applied at once, each a sequence of
+        transactions, each a list of parts. A task's records go in transactions of up to
+        DOCLOOP_BATCH_MAX_RECORDS, one after the other; tasks with fewer records than that share transactions of
+        up to that many (a steady feed brings each task a record or two at a time, and a transaction per task
+        would cost more than its records)."""
         size = self.settings.batch_max_records
-        units: list[list[list[tuple[int, list[RawEvent], bool]]]] = []
-        shared: list[tuple[int, list[RawEvent], bool]] = []
+        units: list[list[list[Part]]] = []
+        shared: list[Part] = []
         for task, raws in ready.items():
             if len(raws) >= size:
                 starts = range(0, len(raws), size)
@@ -350,7 +351,7 @@ class TaskRunner:
             units.append([shared])
         return units
 
-    async def _apply_unit(self, unit: list[list[tuple[int, list[RawEvent], bool]]]) -> dict[TopicPartition, int]:
+    async def _apply_unit(self, unit: list[list[Part]]) -> dict[TopicPartition, int]:
         moved: dict[TopicPartition, int] = {}
         for parts in unit:
             async with self.slots:

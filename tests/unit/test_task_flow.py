@@ -61,12 +61,17 @@ def record(topic: str, offset: int, minutes: int) -> ConsumerRecord[Any, Any]:
     return ConsumerRecord(topic, 0, offset, 0, 0, b"k", at.encode(), None, 0, 0, [])
 
 
-def runner(consumer: FakeConsumer, applied: list[str]) -> TaskRunner:
-    processor = SimpleNamespace(
+def fake_processor() -> Any:
+    """What TaskRunner asks of the processor: wall time, decoding (a record's value is its event time), dialect."""
+    return SimpleNamespace(
         wall_clock=lambda: T0,
         decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
         database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
     )
+
+
+def runner(consumer: FakeConsumer, applied: list[str]) -> TaskRunner:
+    processor = fake_processor()
 
     async def apply(batches: Any) -> BatchReport:
         applied.extend(raw.origin for batch in batches for raw in batch.raws)
@@ -254,11 +259,7 @@ async def test_going_on_without_a_quiet_input_is_said_at_most_once_a_minute_per_
 
 async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connections_for() -> None:
     consumer = FakeConsumer()
-    processor = SimpleNamespace(
-        wall_clock=lambda: T0,
-        decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
-        database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
-    )
+    processor = fake_processor()
     running: list[int] = []
     most = 0
 
@@ -282,11 +283,7 @@ async def test_tasks_apply_at_once_but_no_more_of_them_than_the_pool_has_connect
 
 async def test_tasks_with_a_few_records_share_a_transaction_and_a_full_one_has_its_own() -> None:
     consumer = FakeConsumer()
-    processor = SimpleNamespace(
-        wall_clock=lambda: T0,
-        decoded=lambda raw, wall: SimpleNamespace(occurred_at=datetime.fromisoformat(raw.value.decode())),
-        database=SimpleNamespace(dialect=SimpleNamespace(name="postgresql")),
-    )
+    processor = fake_processor()
     transactions: list[list[tuple[int, int, bool]]] = []
 
     async def apply(batches: Any) -> BatchReport:
