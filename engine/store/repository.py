@@ -454,6 +454,43 @@ class TaskLoad:
     clock: datetime | None
 
 
+class SharedConflict(Exception):
+    """Two tasks of one shared transaction touch the same provider, case, encounter or notification: the later
+    one would not see what the earlier one writes (each loads the store as it was before the transaction), and
+    their writes of one row would collide. Each is applied on its own instead (Processor.apply_together)."""
+
+
+def _check_apart(
+    wanted: dict[int, TaskLoad],
+    states: dict[int, State],
+    case_ids: dict[int, set[str]],
+    encounters: dict[int, set[str]],
+    named: dict[int, set[str]],
+) -> None:
+    """Raise SharedConflict unless the tasks' slices of state are apart. Keyed as documented, each provider's
+    events are in one task; two tasks meet on an encounter two clinicians sign (a resident and an attending),
+    a claim resubmitted under another provider, or a misrouted event."""
+    owner: dict[tuple[str, str], int] = {}
+    for task in sorted(wanted):
+        providers = {p.provider_npi for p in states[task].loaded_patterns()}
+        providers.update(npi for e in wanted[task].events if (npi := _provider(e)) is not None)
+        touched = {("provider", npi) for npi in providers} | {("case", c) for c in case_ids[task]}
+        touched |= {("encounter", e) for e in encounters[task]} | {("notification", n) for n in named[task]}
+        for item in touched:
+            if owner.setdefault(item, task) != task:
+                raise SharedConflict
+
+
+def _provider(event: InboundEvent) -> str | None:
+    if isinstance(event, ClaimDenied):
+        return event.rendering_provider.npi
+    if isinstance(event, NoteSigned):
+        return event.author.npi
+    if isinstance(event, FeedbackAcknowledged | FeedbackReviewed) and event.pattern_key is not None:
+        return event.pattern_key.provider_npi
+    return None
+
+
 # A value a query asks for, and the tasks that asked for it (in task order).
 Asked = dict[Any, list[int]]
 
@@ -599,6 +636,8 @@ class BatchLoader:
         await self._load_patterns_by_key(
             states, {task: {p.key for p in states[task].loaded_patterns()} - keys[task] for task in tasks}
         )
+        if len(tasks) > 1:
+            _check_apart(wanted, states, case_ids, encounters, named)
         return states
 
     async def _load_events(self, states: dict[int, State], wanted: dict[int, TaskLoad]) -> None:

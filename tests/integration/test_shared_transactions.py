@@ -20,7 +20,7 @@ from engine.settings import Settings
 from engine.simulate import SimulationConfig, simulate
 from engine.store import tables as t
 from schemas import decode_event
-from tests.support.events import ack, claim, npi
+from tests.support.events import ack, claim, note, npi
 
 WALL = datetime(2026, 6, 1, tzinfo=UTC)
 KEY = "k" * 64
@@ -89,11 +89,13 @@ async def snapshot(database: AsyncEngine) -> dict[str, list[str]]:
     return found
 
 
-async def applied(url: str, together: bool) -> dict[str, list[str]]:
+async def applied(
+    url: str, together: bool, given: list[dict[int, list[RawEvent]]] | None = None
+) -> dict[str, list[str]]:
     database = connect(url)
     settings = Settings(database_url=url, topic_partitions=TASKS, phi_hash_key=KEY)
     processor = Processor(settings, database, wall_clock=lambda: WALL)
-    for handed in rounds():
+    for handed in rounds() if given is None else given:
         batches = [TaskBatch(task, raws, True) for task, raws in sorted(handed.items())]
         if together:
             await processor.apply_together(batches)
@@ -120,6 +122,61 @@ async def test_tasks_sharing_a_transaction_leave_what_a_transaction_each_leaves(
     alone = await applied(store_url, together=False)
     together = await applied(await wiped(store_url), together=True)
     assert alone["patterns"] and alone["notes"] and alone["outbox"]
+    assert together == alone
+
+
+async def both_ways(url: str, given: list[dict[int, list[dict[str, Any]]]]) -> tuple[Any, Any]:
+    handed = [{task: raws(events) for task, events in round.items()} for round in given]
+    alone = await applied(url, together=False, given=handed)
+    return alone, await applied(await wiped(url), together=True, given=handed)
+
+
+def opening(provider: str, count: int = 3) -> list[dict[str, Any]]:
+    return [
+        claim(f"c{i}", occurred_at=f"2026-02-0{i + 1}T09:00:00Z", service_date="2026-01-28", provider=provider)
+        for i in range(count)
+    ]
+
+
+# Two tasks of one round that meet on one provider, case, encounter or notification (found in review): each
+# loads the store as it was before the transaction, so the later one would not see what the earlier one wrote.
+
+
+async def test_a_visit_two_clinicians_sign_is_one_case_either_way(store_url: str) -> None:
+    """A resident and an attending (two tasks, each keyed by its own author) sign notes of one encounter that
+    show the same undercoded level: one case id. Alone, the attending's task finds the resident's new case."""
+    at = {"signed_at": "2026-02-03T10:00:00Z", "service_date": "2026-02-03", "encounter_id": "ENC-shared"}
+    undercoded: dict[str, Any] = {"procedure_codes": ["99213"], "mdm_level": "high"}
+    resident = note("resident", provider=provider_in(0), **at, **undercoded)
+    attending = note("attending", provider=provider_in(1), **at, **undercoded)
+    alone, together = await both_ways(store_url, [{0: [resident], 1: [attending]}])
+    assert alone["cases"] and together == alone
+
+
+async def test_a_misrouted_acknowledgement_next_to_a_claim_of_its_pattern(store_url: str) -> None:
+    a = provider_in(0)
+    later = claim("c3", occurred_at="2026-02-05T09:00:00Z", service_date="2026-01-29", provider=a)
+    misrouted = ack("misrouted", occurred_at="2026-02-05T10:00:00Z", provider=a)
+    alone, together = await both_ways(store_url, [{0: opening(a)}, {0: [later], 1: [misrouted]}])
+    assert together == alone
+
+
+async def test_a_misrouted_note_sees_the_pattern_a_claim_of_the_same_round_opened(store_url: str) -> None:
+    a = provider_in(0)
+    gap = note("n", provider=a, signed_at="2026-02-03T10:00:00Z", service_date="2026-02-01", mdm_level="low")
+    alone, together = await both_ways(store_url, [{0: opening(a, 2)}, {0: opening(a)[2:], 1: [gap]}])
+    assert any("pre_bill_alert" in row for row in alone["outbox"])
+    assert together == alone
+
+
+async def test_a_providers_name_on_a_tie_follows_task_order(store_url: str) -> None:
+    a = provider_in(0)
+    first = claim("c", occurred_at="2026-02-03T09:00:00Z", service_date="2026-02-01", provider=a)
+    first["rendering_provider"]["name"] = "Dr. Old Name"
+    second = note("n", provider=a, signed_at="2026-02-03T09:00:00Z", service_date="2026-02-01")
+    second["author"]["name"] = "Dr. New Name"
+    alone, together = await both_ways(store_url, [{0: [first], 1: [second]}])
+    assert any("Dr. New Name" in row for row in alone["providers"])
     assert together == alone
 
 
