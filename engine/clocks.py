@@ -36,6 +36,18 @@ class ClockHistory:
             if not history or clock > history[-1][1]:
                 history.append((now, clock))
 
+    def observe_at(self, task: int, clock: datetime, when: float) -> None:
+        """A task's clock reached `clock` by a record that reached the broker at `when` (this history's clock):
+        settled an allowance after `when`, however late the stage sees it. Values seen before it that are
+        smaller but were seen later are dropped (they settle no earlier than this one); so is the same value
+        seen later (the stage may read the store between the batch's commit and this call)."""
+        history = self.seen.setdefault(task, deque())
+        if history and (clock < history[-1][1] or (clock == history[-1][1] and history[-1][0] <= when)):
+            return
+        while history and history[-1][0] >= when:
+            history.pop()
+        history.append((when, clock))
+
     def settled(self, before: float) -> datetime | None:
         cutoff = before - self.allowance
         found: datetime | None = None

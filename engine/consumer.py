@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from engine.clocks import ClockHistory
 from engine.database import RESERVED_CONNECTIONS
 from engine.metrics import Metrics
 from engine.service import BatchReport, Processor, RawEvent, TaskBatch
@@ -103,8 +104,10 @@ class TaskRunner:
         consumer: Callable[[], Any],
         offsets: BrokerOffsets | None = None,
         metrics: Metrics | None = None,
+        clocks: ClockHistory | None = None,
     ) -> None:
         self.settings = settings
+        self.clocks = clocks  # the department stage's record of the tasks' clocks (engine/clocks.py)
         self.metrics = metrics
         self.processor = processor
         self.topics = list(dict.fromkeys(topics))
@@ -159,11 +162,14 @@ class TaskRunner:
         for r in records:
             origin = f"{r.topic}/{r.partition}/{r.offset}"
             decoded = self.processor.decoded(RawEvent(r.value, r.key, origin), wall)
-            raw = RawEvent(r.value, r.key, origin, r.topic, r.partition, r.offset, decoded, event_time(decoded))
+            arrived = self._arrival(r, now, epoch)
+            raw = RawEvent(
+                r.value, r.key, origin, r.topic, r.partition, r.offset, decoded, event_time(decoded), arrived
+            )
             task = self.inputs.get(r.partition)
             if task is None:
                 task = self.inputs[r.partition] = TaskInputs(self.topics)
-            task.add(r.topic, raw, self._arrival(r, now, epoch))
+            task.add(r.topic, raw, arrived)
         self._flow(now)
         await self.pump()
 
@@ -365,6 +371,13 @@ class TaskRunner:
                 report = await self.apply(batches)
                 records = sum(len(batch.raws) for batch in batches)
                 self.applied(report, records, time.perf_counter() - started)
+            if self.clocks is not None:  # the stage's settled time goes by when these records reached the broker
+                for batch in batches:
+                    timed = [raw for raw in batch.raws if raw.at is not None and raw.arrived is not None]
+                    if timed:
+                        latest = max(timed, key=lambda raw: (raw.at, -(raw.arrived or 0.0)))
+                        assert latest.at is not None and latest.arrived is not None
+                        self.clocks.observe_at(batch.task, latest.at, latest.arrived)
             for batch in batches:
                 for raw in batch.raws:
                     assert raw.topic is not None and raw.partition is not None and raw.offset is not None

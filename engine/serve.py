@@ -174,6 +174,7 @@ class Service:
         self.publishers = self._declare_publishers()
         self.relay = Relay(settings, self.database, self.publishers, self.metrics)  # type: ignore[arg-type]
         self.offsets = BrokerOffsets(settings.kafka_bootstrap, **self.security.aiokafka_kwargs())
+        self.clock_history = ClockHistory(settings.task_idle_ms / 1000)  # the watermark's settled time
         self.tasks = TaskRunner(
             settings,
             self.processor,
@@ -183,10 +184,10 @@ class Service:
             lambda: self.subscriber.consumer,
             self.offsets,
             self.metrics,
+            self.clock_history,
         )
         self._declare_subscriber()
         self.stage_wake = asyncio.Event()
-        self.clock_history = ClockHistory(settings.task_idle_ms / 1000)  # the watermark's settled time
         self.stopping = asyncio.Event()
         self.relay_wake = asyncio.Event()
         self.totals = BatchReport()

@@ -72,6 +72,7 @@ class RawEvent:
     offset: int | None = None
     decoded: InboundEvent | InvalidEvent | None = field(default=None, compare=False)
     at: datetime | None = None  # its event time (occurred_at, UTC) once decoded; None when invalid
+    arrived: float | None = field(default=None, compare=False)  # when it reached the broker (serve: monotonic)
 
 
 class StoreUnavailable(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from engine.clocks import ClockHistory
 from engine.consumer import TaskRunner
 from engine.metrics import Metrics
 from engine.service import BatchReport
@@ -420,3 +421,27 @@ async def test_the_idle_loop_does_not_spin_on_a_record_held_for_input_on_its_way
     stopping.set()
     await asyncio.wait_for(loop, timeout=5)
     assert applied == [] and 1 <= pumps <= 6  # every 0.1 s at most (every 5 ms before: about 70)
+
+
+async def test_the_stage_hears_when_the_latest_record_of_a_batch_reached_the_broker(monkeypatch: Any) -> None:
+    """The settled time (engine/clocks.py) runs from the broker's append time of the record behind a clock, not
+    from when the stage first read the clock: a record that waited out the allowance for a quiet input is not
+    made to wait it out a second time at the watermark."""
+    clock, epoch = Clock(100.0), Clock(1_800_000_000.0)
+    monkeypatch.setattr("engine.consumer.time.monotonic", clock)
+    monkeypatch.setattr("engine.consumer.time.time", epoch)
+    history = ClockHistory(2.0, clock=clock)
+
+    async def apply(batches: Any) -> BatchReport:
+        return BatchReport()
+
+    settings = Settings(task_idle_ms=2000)
+    tasks = TaskRunner(
+        settings, fake_processor(), ["claims"], apply, lambda *_: None, lambda: FakeConsumer(), clocks=history
+    )  # type: ignore[arg-type]
+    tasks.assign({0})
+    await tasks.add([stamped("claims", 0, 1, appended=epoch.now - 0.5, by_broker=True)])
+    await tasks.add([stamped("claims", 1, 2, appended=epoch.now - 0.2, by_broker=True)])
+    when, value = history.seen[0][-1]
+    assert value == T0 + timedelta(minutes=2) and abs(when - 99.8) < 0.001
+    assert history.settled(before=101.8) == T0 + timedelta(minutes=2)
