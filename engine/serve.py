@@ -409,7 +409,6 @@ class Service:
                 consumer = self.subscriber.consumer
                 if consumer is None:
                     continue
-                await self.processor.observe_clocks(self.clock_history)
                 asked_at = time.monotonic()  # (what settled before this, the broker's answer covers)
                 behind = await self.tasks_behind()
                 while True:

@@ -469,16 +469,6 @@ class Processor:
         _log_quarantined(report)
         return report
 
-    async def observe_clocks(self, history: ClockHistory) -> None:
-        """Show `history` the tasks' event clocks as the store has them now. The stage does so before it asks
-        the broker which tasks have input left: a value seen before that ask has its record in the broker
-        already, so with an allowance of 0 it is settled in that very pass (seen only inside the pass, it waited
-        for the next one: at 5 events/s that was 216 of a message's 240 ms)."""
-        partitions = self.settings.topic_partitions
-        async with self.database.connect() as conn:
-            query = select(t.tasks.c.task, t.tasks.c.event_clock).where(t.tasks.c.task < partitions)
-            history.observe({task: clock for task, clock in await conn.execute(query)})
-
     async def advance_tasks_to_furthest(self) -> BatchReport:
         """Replay, at the end of its input: every task's timers up to the furthest task's clock."""
         report = BatchReport()

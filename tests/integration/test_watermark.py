@@ -207,24 +207,3 @@ async def test_on_sqlite_the_stage_and_a_task_batch_take_turns(
         clock = await conn.scalar(select(t.tasks.c.clock).where(t.tasks.c.task == 0))
     assert clock is not None and clock.isoformat() == "2026-01-20T09:00:00+00:00"  # the batch's, not moved back
 
-
-async def test_a_clock_seen_before_the_broker_is_asked_settles_in_that_pass(
-    database: AsyncEngine, store_url: str
-) -> None:
-    """With an allowance of 0, a quiet task's clock settles once the record behind it is in the broker: serve's
-    stage looks at the clocks before it asks the broker. Seen only inside the pass (a moment after the ask), it
-    had to wait for the next pass: at 5 events/s that was most of a message's latency."""
-    opened = [
-        claim(f"a{i}", occurred_at=f"2026-01-10T09:0{i}:00Z", service_date="2026-01-05", provider=A) for i in range(3)
-    ]
-    serve = Serve(database, store_url)
-    serve.history.allowance = 0.0
-    ticking = iter(range(1_000_000))
-    serve.history.clock = lambda: 100.0 + next(ticking) / 1000  # every look at the clock is a moment later
-    await serve.apply(1, [claim("b0", occurred_at="2026-01-09T09:00:00Z", service_date="2026-01-05", provider=B)])
-    await serve.apply(0, opened)
-    await serve.processor.observe_clocks(serve.history)
-    report = await serve.processor.run_department_stage(
-        behind=set(), history=serve.history, asked_at=serve.history.clock()
-    )
-    assert report.deliveries  # the pattern opened on Jan 10 is routed in this pass
