@@ -373,11 +373,13 @@ class TaskRunner:
                 self.applied(report, records, time.perf_counter() - started)
             if self.clocks is not None:  # the stage's settled time goes by when these records reached the broker
                 for batch in batches:
-                    timed = [raw for raw in batch.raws if raw.at is not None and raw.arrived is not None]
+                    # the latest event time, and of its records the one that reached the broker first
+                    timed = [
+                        (raw.at, -raw.arrived) for raw in batch.raws if raw.at is not None and raw.arrived is not None
+                    ]
                     if timed:
-                        latest = max(timed, key=lambda raw: (raw.at, -(raw.arrived or 0.0)))
-                        assert latest.at is not None and latest.arrived is not None
-                        self.clocks.observe_at(batch.task, latest.at, latest.arrived)
+                        at, first = max(timed)
+                        self.clocks.observe_at(batch.task, at, -first)
             for batch in batches:
                 for raw in batch.raws:
                     assert raw.topic is not None and raw.partition is not None and raw.offset is not None

@@ -311,7 +311,7 @@ class Processor:
         wall = self.wall_clock()
         report = BatchReport()
         async with self.writing(), self.database.begin() as conn:
-            clocks = await repository.lock_tasks(conn, [batch.task for batch in batches])
+            clocks = await repository.lock_tasks(conn, tasks)
             # Records below an input partition's stored position are applied already (a redelivery after a
             # crash before the offset commit, or a replica that lost the task while it waited for the lock).
             located = [
