@@ -15,9 +15,11 @@ def case_id(claim_id: str, line_number: int, root_cause: str) -> str:
     return derive("case", claim_id, line_number, root_cause)
 
 
-def note_case_id(encounter_id: str, procedure_code: str, root_cause: str) -> str:
-    """A case found in a signed note (undercoding): one per visit and code, so an addendum is the same case."""
-    return derive("case", "note", encounter_id, procedure_code, root_cause)
+def note_case_id(encounter_id: str, procedure_code: str, root_cause: str, author_npi: str) -> str:
+    """A case found in a signed note (undercoding): one per visit, code and author, so an addendum is the same case
+    and a visit two clinicians sign (a resident and an attending) is a case of each author whose note shows it:
+    the feedback is about each one's documentation, and each author's notes are applied by that author's task."""
+    return derive("case", "note", encounter_id, procedure_code, root_cause, author_npi)
 
 
 def pattern_id(provider_npi: str, root_cause: str, procedure_code: str, episode: int) -> str:

@@ -332,9 +332,9 @@ class Engine:
         """A note whose MDM or total time supports a higher E/M level than its code is a case: no denial needed."""
         cause = RootCause.EM_LEVEL_UNDERCODED
         for code, supported in undercoded_levels(event.documentation):
-            case_id = ids.note_case_id(event.encounter_id, code, cause.value)
+            case_id = ids.note_case_id(event.encounter_id, code, cause.value, event.author.npi)
             if state.case(case_id) is not None:
-                continue  # the visit's addendum or a second signature: the same case
+                continue  # the visit's addendum or a second signature by the same author: the same case
             case = Case(
                 case_id=case_id,
                 claim_id=note.note_id,  # found in a note: the note stands where a denied claim would

@@ -558,7 +558,7 @@ class BatchLoader:
                     documented[task].update((event.author.npi, code) for code in event.documentation.procedure_codes)
                     for code, _ in undercoded_levels(event.documentation):
                         cause = RootCause.EM_LEVEL_UNDERCODED
-                        case_ids[task].add(ids.note_case_id(event.encounter_id, code, cause.value))
+                        case_ids[task].add(ids.note_case_id(event.encounter_id, code, cause.value, event.author.npi))
                         keys[task].add(PatternKey(event.author.npi, cause, code))
                         service_dates[task].append(event.service_date)
                 elif isinstance(event, FeedbackAcknowledged | FeedbackReviewed):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.database import connect
+from engine.domain import ids
+from engine.store import tables as t
+from engine.store.migrate import alembic_config
 from engine.store.tables import metadata
 
 
@@ -24,3 +34,59 @@ async def test_models_and_migrations_do_not_drift(database: AsyncEngine) -> None
     async with database.connect() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
+
+
+def _case(case_id: str, npi: str, line_number: int, root_cause: str) -> dict[str, object]:
+    moment = datetime(2026, 2, 3, 10, tzinfo=UTC)
+    return {
+        "case_id": case_id,
+        "claim_id": "NOTE-1" if line_number == 0 else "CLM-1",
+        "line_number": line_number,
+        "root_cause": root_cause,
+        "provider_npi": npi,
+        "department": "Cardiology",
+        "procedure_code": "99213",
+        "modifiers": [],
+        "encounter_id": "ENC-1",
+        "service_date": date(2026, 2, 3),
+        "amount": Decimal("40.00"),
+        "reason_codes": [],
+        "payer_id": "",
+        "pattern_id": "p",
+        "post_feedback": False,
+        "first_denied_at": moment,
+        "last_denied_at": moment,
+        "denial_count": 1,
+        "note_id": "NOTE-1",
+        "patient_hash": None,
+        "task": 0,
+    }
+
+
+async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> None:
+    """Cases found in notes before 0010 were one per visit and code; their ids now include the author's NPI
+    (a claim's case keeps its id). Going back is refused once a visit has a case of each of two authors."""
+    config = alembic_config(store_url)
+    await asyncio.to_thread(command.downgrade, config, "0009")
+    cause = "em_level_undercoded"
+    old = ids.derive("case", "note", "ENC-1", "99213", cause)
+    claim_case = ids.case_id("CLM-1", 1, "records_missing")
+    database = connect(store_url)
+    try:
+        async with database.begin() as conn:
+            await conn.execute(
+                insert(t.cases),
+                [_case(old, "1000000001", 0, cause), _case(claim_case, "1000000001", 1, "records_missing")],
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.connect() as conn:
+            found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
+        assert found == {ids.note_case_id("ENC-1", "99213", cause, "1000000001"), claim_case}
+
+        async with database.begin() as conn:
+            second = ids.note_case_id("ENC-1", "99213", cause, "1000000002")
+            await conn.execute(insert(t.cases), [_case(second, "1000000002", 0, cause)])
+        with pytest.raises(RuntimeError, match="1 visits have an undercoding case of each of two authors"):
+            await asyncio.to_thread(command.downgrade, config, "0009")
+    finally:
+        await database.dispose()

@@ -142,15 +142,20 @@ def opening(provider: str, count: int = 3) -> list[dict[str, Any]]:
 # loads the store as it was before the transaction, so the later one would not see what the earlier one wrote.
 
 
-async def test_a_visit_two_clinicians_sign_is_one_case_either_way(store_url: str) -> None:
+async def test_a_visit_two_clinicians_sign_is_a_case_of_each_whatever_the_order(store_url: str) -> None:
     """A resident and an attending (two tasks, each keyed by its own author) sign notes of one encounter that
-    show the same undercoded level: one case id. Alone, the attending's task finds the resident's new case."""
+    show the same undercoded level: a case of each author. Serve applies two tasks in either order (each in
+    its own transaction, concurrently on PostgreSQL), and the store must not depend on which went first: with
+    one case per visit, the author whose task got there first owned it."""
     at = {"signed_at": "2026-02-03T10:00:00Z", "service_date": "2026-02-03", "encounter_id": "ENC-shared"}
     undercoded: dict[str, Any] = {"procedure_codes": ["99213"], "mdm_level": "high"}
     resident = note("resident", provider=provider_in(0), **at, **undercoded)
     attending = note("attending", provider=provider_in(1), **at, **undercoded)
     alone, together = await both_ways(store_url, [{0: [resident], 1: [attending]}])
-    assert alone["cases"] and together == alone
+    assert together == alone
+    assert len(alone["cases"]) == 2
+    handed = [{1: raws([attending])}, {0: raws([resident])}]
+    assert await applied(await wiped(store_url), together=False, given=handed) == alone
 
 
 async def test_a_misrouted_acknowledgement_next_to_a_claim_of_its_pattern(store_url: str) -> None:
