@@ -206,4 +206,3 @@ async def test_on_sqlite_the_stage_and_a_task_batch_take_turns(
     async with database.connect() as conn:
         clock = await conn.scalar(select(t.tasks.c.clock).where(t.tasks.c.task == 0))
     assert clock is not None and clock.isoformat() == "2026-01-20T09:00:00+00:00"  # the batch's, not moved back
-
