@@ -21,6 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -137,6 +138,10 @@ class TaskRunner:
         # (the idle timer's) would see the position at the end offset and take such an input for quiet.
         self.in_flight: set[TopicPartition] = set()
         self.watched: Any = None  # the consumer whose getmany reports to in_flight
+        self.applying: set[int] = set()  # tasks with records taken from their queues and not committed yet
+        # Tasks whose taken records may be neither queued nor stored (their transaction failed or was cancelled):
+        # until they are assigned again, what their queues hold says nothing of what they will apply.
+        self.unsure: set[int] = set()
         self.went_on_log: dict[int, tuple[float, Counter[str]]] = {}  # per task: last said, counted since
 
     def watch(self, consumer: Any) -> None:
@@ -227,6 +232,7 @@ class TaskRunner:
         what comes again (records fetched for the new assignment may already be queued: dropping everything
         here would lose them, the consumer being past them)."""
         self.owned = set(partitions)
+        self.unsure.clear()  # read again from the stored positions
         # aiokafka hands out every partition unpaused and reads from the stored positions: what was held back
         # comes again as new arrivals (the conservative side).
         self.paused.clear()
@@ -268,6 +274,7 @@ class TaskRunner:
                 if inputs.went_on > before:
                     self._went_on(task, inputs.passed, now)
             units = self._transactions(ready)
+            self.applying.update(ready)
             if self.processor.database.dialect.name == "sqlite":  # one writer at a time
                 done = [await self._apply_unit(unit) for unit in units]
             else:
@@ -358,6 +365,16 @@ class TaskRunner:
         return units
 
     async def _apply_unit(self, unit: list[list[Part]]) -> dict[TopicPartition, int]:
+        tasks = {task for parts in unit for task, _, _ in parts}
+        try:
+            return await self._apply_transactions(unit)
+        except BaseException:
+            self.unsure |= tasks
+            raise
+        finally:
+            self.applying -= tasks
+
+    async def _apply_transactions(self, unit: list[list[Part]]) -> dict[TopicPartition, int]:
         moved: dict[TopicPartition, int] = {}
         for parts in unit:
             async with self.slots:
@@ -399,6 +416,55 @@ class TaskRunner:
             await asyncio.wait_for(consumer.commit(mine), timeout=10)
         except Exception as error:  # the store holds the positions; Kafka's offsets only show lag
             log.info("kafka offset commit skipped", extra={"error": type(error).__name__})
+
+    # ---- what the department stage may know of the records held back ------------------------------------
+
+    async def held_back(self, tasks: set[int], ends: dict[TopicPartition, int]) -> dict[int, datetime | None]:
+        """Of these tasks (input in the broker not applied yet), those that hold back in their queues every
+        record the broker had (`ends`, asked after the stage's `asked_at`), none of them being applied: for each,
+        the earliest event time among what it holds (None: no record with a time). What such a task applies from
+        now on is those records, and records that reach the broker after the ask (under the promise, later than
+        the stage's settled time): so the stage need not hold every message back at its clock while it waits
+        for a quiet input (engine/store/repository.py watermark). Others are left out (the conservative side):
+        a task being applied, one of another replica, one with records on their way or not fetched yet, or
+        holding more than DOCLOOP_BATCH_MAX_RECORDS (not worth reading through: it has work to do anyway)."""
+        consumer = self.consumer()
+        found: dict[int, datetime | None] = {}
+        if consumer is None or consumer is not self.watched:  # (a getmany not heard of may be on its way)
+            return found
+        for task in sorted(tasks):
+            partitions = [TopicPartition(topic, task) for topic in self.topics]
+            if not self._may_hold_all(task, partitions) or not await self._handed_over(consumer, partitions, ends):
+                continue
+            if not self._may_hold_all(task, partitions):  # asked again: the loop ran while positions were asked
+                continue
+            times = [raw.at for queue in self.inputs[task].queues.values() for raw in queue if raw.at is not None]
+            found[task] = min(times, default=None)
+        return found
+
+    def _may_hold_all(self, task: int, partitions: list[TopicPartition]) -> bool:
+        """Whether the task's queues can be all it has to apply: owned here, nothing of it being applied or
+        lost in a failed transaction, no partition paused or with records on their way to `add`."""
+        inputs = self.inputs.get(task)
+        return (
+            task in self.owned
+            and task not in self.applying
+            and task not in self.unsure
+            and inputs is not None
+            and inputs.waiting() <= self.settings.batch_max_records
+            and not any(tp in self.in_flight or tp in self.paused for tp in partitions)
+        )
+
+    @staticmethod
+    async def _handed_over(consumer: Any, partitions: list[TopicPartition], ends: dict[TopicPartition, int]) -> bool:
+        """Whether the consumer has handed over every record up to `ends` of these partitions."""
+        try:
+            for tp in partitions:
+                if tp not in ends or await _position(consumer, tp) < ends[tp]:
+                    return False
+        except Exception:  # no position yet
+            return False
+        return True
 
     # ---- the loop that applies what waited for a quiet input --------------------------------------------
 
@@ -477,12 +543,19 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         )
 
 
-async def tasks_behind(offsets: BrokerOffsets, database: Any, topics: Sequence[str], partitions: int) -> set[int]:
+async def tasks_behind(
+    offsets: BrokerOffsets,
+    database: Any,
+    topics: Sequence[str],
+    partitions: int,
+    ends: dict[TopicPartition, int] | None = None,
+) -> set[int]:
     """Tasks with input in the broker that is not applied yet (end offset past the stored position): the
     department stage must wait for them, however long they have been quiet (a task between owners after a
-    crash has no one to say it is busy)."""
+    crash has no one to say it is busy). `ends` hears the end offsets the broker gave."""
     wanted = [TopicPartition(topic, p) for topic in dict.fromkeys(topics) for p in range(partitions)]
-    ends = await offsets.end_offsets(wanted)
+    ends = {} if ends is None else ends
+    ends.update(await offsets.end_offsets(wanted))
     async with database.connect() as conn:
         applied = await repository.positions(conn, [(tp.topic, tp.partition) for tp in wanted])
     unapplied = [tp for tp in wanted if ends.get(tp, 0) > applied.get((tp.topic, tp.partition), 0)]

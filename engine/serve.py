@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -390,10 +390,10 @@ class Service:
                     self.metrics.record(report)
                     log.info("idle clock advanced", extra={"task": task, "messages": len(rows)})
 
-    async def tasks_behind(self) -> set[int]:
+    async def tasks_behind(self, ends: dict[TopicPartition, int] | None = None) -> set[int]:
         """Tasks with input in the broker that is not applied yet (engine/consumer.py tasks_behind)."""
         return await tasks_behind(
-            self.offsets, self.database, inbound_topics(self.settings), self.settings.topic_partitions
+            self.offsets, self.database, inbound_topics(self.settings), self.settings.topic_partitions, ends
         )
 
     async def run_department_stage(self) -> None:
@@ -410,10 +410,12 @@ class Service:
                 if consumer is None:
                     continue
                 asked_at = time.monotonic()  # (what settled before this, the broker's answer covers)
-                behind = await self.tasks_behind()
+                ends: dict[TopicPartition, int] = {}
+                behind = await self.tasks_behind(ends)
+                held = await self.tasks.held_back(behind, ends)
                 while True:
                     report = await self.processor.run_department_stage(
-                        behind=behind, history=self.clock_history, asked_at=asked_at
+                        behind=behind, history=self.clock_history, asked_at=asked_at, held=held
                     )
                     self.totals.add(report)
                     self.metrics.record(report)

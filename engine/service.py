@@ -425,12 +425,15 @@ class Processor:
         behind: set[int] | None = None,
         history: ClockHistory | None = None,
         asked_at: float | None = None,
+        held: dict[int, datetime | None] | None = None,
     ) -> BatchReport:
         """One pass of the department stage over the facts every task's clock has passed, then of the routing
         stage over the messages before the same watermark (all of them with `everything`, as replay does at
         the end of its input: then the digests still pending are flushed too). `behind`: the tasks with input
-        in the broker not applied yet, asked at `asked_at` (monotonic); `history`: serve's record of the tasks'
-        clocks (engine/clocks.py). `facts + routed` is 0 when there was nothing to do."""
+        in the broker not applied yet, asked at `asked_at` (monotonic); `held`: of those, the ones that hold
+        back every record they have in the broker, with the earliest time among them (TaskRunner.held_back);
+        `history`: serve's record of the tasks' clocks (engine/clocks.py). `facts + routed` is 0 when there
+        was nothing to do."""
         report = BatchReport()
         idle = timedelta(minutes=self.settings.idle_advance_minutes)
         # Where the ticker puts quiet tasks, for one that never had an event, once serve has run that long.
@@ -453,6 +456,7 @@ class Processor:
                 asked_at,
                 advance,
                 idle_advanced_to,
+                held,
             )
             report.facts += stage.facts
             await routing_store.queue(conn, [outbox_row(e) for e in stage.escalations])

@@ -878,11 +878,19 @@ async def watermark(
     history: ClockHistory | None = None,
     asked_at: float | None = None,
     idle_advanced_to: datetime | None = None,
+    held: dict[int, datetime | None] | None = None,
 ) -> Watermark:
     """The smallest of the tasks' bounds.
 
     - A task with input in the broker not applied yet (`behind`) is bound by its clock: it may still add facts
       and messages at it (no clock yet: nothing may run).
+    - Unless that input is all held back by this replica while the task waits for a quiet input (`held`: the
+      earliest time among those records, None: none has a time; TaskRunner.held_back). Then the task applies
+      nothing earlier than those records or records yet to reach the broker (later than the settled time S):
+      it is bound by its clock or, when later, the earliest of those records, just after S and its first
+      timer due (a timer fires with the next event, at its due time), whichever comes first. Without this, a
+      message at a low rate waits a second allowance: for another task to apply a record held back for its own
+      quiet input.
     - A task with none (quiet) gets only records that reach the broker from now on; under the promise those are
       later than the settled time S (engine/clocks.py, from the tasks' event clocks). It is bound by its clock or,
       when S is later, just after S (its timers due by S fire first: `advance`).
@@ -898,11 +906,15 @@ async def watermark(
     after = None if settled is None else settled + timedelta(microseconds=1)
     limit: datetime | None = None
     advance: list[int] = []
+    first_due = await _first_due(conn, set(held or {}) & behind) if after is not None else {}
     for task, clock in clocks.items():
         if task in behind:
             if clock is None:
                 return Watermark(False, None, {})
             bound = clock
+            if after is not None and held is not None and task in held:
+                earliest = min(at for at in (after, held[task], first_due.get(task)) if at is not None)
+                bound = max(clock, earliest)
         elif clock is None:
             if after is None:
                 return Watermark(False, None, {})
@@ -920,6 +932,15 @@ async def watermark(
         found = await conn.execute(select(t.patterns.c.task).where(*pending).distinct())
         due = {task: settled for (task,) in found}
     return Watermark(True, limit, due)
+
+
+async def _first_due(conn: AsyncConnection, tasks: set[int]) -> dict[int, datetime]:
+    """Each task's first timer due (patterns' next_due_at)."""
+    if not tasks:
+        return {}
+    p = t.patterns.c
+    query = select(p.task, func.min(p.next_due_at)).where(p.task.in_(sorted(tasks))).group_by(p.task)
+    return {task: due for task, due in await conn.execute(query) if due is not None}
 
 
 STAGE_PASS_LIMIT = 5000
@@ -948,6 +969,7 @@ async def run_department_stage(
     asked_at: float | None = None,
     advance: Callable[[AsyncConnection, dict[int, datetime]], Awaitable[None]] | None = None,
     idle_advanced_to: datetime | None = None,
+    held: dict[int, datetime | None] | None = None,
 ) -> StagePass:
     """Apply, in event-time order, the department facts that every task's clock has passed (strictly: a task
     at clock T may still record a fact at T; see `watermark`). One pass at a time (the stage's row lock).
@@ -959,7 +981,7 @@ async def run_department_stage(
     )
     limit: datetime | None = None
     if not everything:
-        mark = await watermark(conn, partitions, behind or set(), history, asked_at, idle_advanced_to)
+        mark = await watermark(conn, partitions, behind or set(), history, asked_at, idle_advanced_to, held)
         if not mark.may_run:
             return StagePass([], 0, [], False, None)
         if mark.advance and advance is not None:

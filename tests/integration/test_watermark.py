@@ -49,12 +49,12 @@ class Serve:
     async def apply(self, task: int, events: list[dict[str, Any]]) -> None:
         await self.processor.apply([RawEvent(json.dumps(e).encode(), None, e["event_id"]) for e in events], task, True)
 
-    async def stage(self, behind: set[int] | None = None) -> None:
+    async def stage(self, behind: set[int] | None = None, held: dict[int, datetime | None] | None = None) -> None:
         """One round of serve's stage loop: the broker asked now, then passes until nothing is left."""
         asked_at = self.now
         while True:
             report = await self.processor.run_department_stage(
-                behind=behind or set(), history=self.history, asked_at=asked_at
+                behind=behind or set(), history=self.history, asked_at=asked_at, held=held
             )
             if not (report.facts or report.routed):
                 return
@@ -206,3 +206,55 @@ async def test_on_sqlite_the_stage_and_a_task_batch_take_turns(
     async with database.connect() as conn:
         clock = await conn.scalar(select(t.tasks.c.clock).where(t.tasks.c.task == 0))
     assert clock is not None and clock.isoformat() == "2026-01-20T09:00:00+00:00"  # the batch's, not moved back
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_a_task_that_holds_back_all_its_input_bounds_the_stage_at_the_earliest_of_it(
+    database: AsyncEngine, store_url: str, tmp_path: Path
+) -> None:
+    """Task 1 is behind (input in the broker not applied) only because it holds back a 10:00 record for a quiet
+    input. Task 0's 09:02 pattern_opened has settled. Task 1 can apply nothing earlier than 10:00 but records
+    yet to reach the broker, which are later than the settled time: the stage passes 09:02 (before, it held
+    everything at task 1's clock, 08:00, until task 1 had waited out its own allowance: a second one). Not past
+    an earlier held record, nor past task 1's first timer due (it fires with task 1's next event)."""
+    first = [claim("b0", occurred_at="2026-01-10T08:00:00Z", service_date="2026-01-05", provider=B)]
+    opened = [
+        claim(f"a{i}", occurred_at=f"2026-01-10T09:0{i}:00Z", service_date="2026-01-05", provider=A) for i in range(3)
+    ]
+    held = [claim("b1", occurred_at="2026-01-10T10:00:00Z", service_date="2026-01-06", provider=B)]
+    serve = Serve(database, store_url)
+    await serve.apply(1, first)
+    await serve.apply(0, opened)
+    await serve.stage(behind={1})
+    serve.now += 3  # 09:02 settled
+
+    async def limit(held_at: str | None, behind: set[int] | None = None) -> datetime | None:
+        async with database.connect() as conn:
+            given = None if held_at is None else {1: at(held_at)}
+            mark = await repository.watermark(
+                conn, 2, {1} if behind is None else behind, serve.history, serve.now, None, given
+            )
+        return mark.limit
+
+    settled = at("2026-01-10T09:02:00Z") + timedelta(microseconds=1)
+    assert await limit(None) == at("2026-01-10T08:00:00Z")  # not known to hold back everything: its clock
+    assert await limit("2026-01-10T10:00:00Z") == settled
+    assert await limit("2026-01-10T08:30:00Z") == at("2026-01-10T08:30:00Z")
+    async with database.begin() as conn:  # a timer of task 1 due before then (none is, from these claims)
+        await conn.execute(
+            t.patterns.update().where(t.patterns.c.task == 1).values(next_due_at=at("2026-01-10T08:45:00Z"))
+        )
+    assert await limit("2026-01-10T10:00:00Z") == at("2026-01-10T08:45:00Z")
+    async with database.begin() as conn:
+        await conn.execute(t.patterns.update().where(t.patterns.c.task == 1).values(next_due_at=None))
+
+    await serve.stage(behind={1}, held={1: at("2026-01-10T10:00:00Z")})
+    assert any(m.get("kind") == "pattern_opened" for m in (await outcome(database)).values())
+    serve.now += 3
+    await serve.apply(1, held)
+    await serve.stage()
+    await serve.processor.run_department_stage(everything=True)
+    assert await outcome(database) == await replayed(first + opened + held, tmp_path)

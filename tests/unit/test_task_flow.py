@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from engine.clocks import ClockHistory
@@ -445,3 +446,82 @@ async def test_the_stage_hears_when_the_latest_record_of_a_batch_reached_the_bro
     when, value = history.seen[0][-1]
     assert value == T0 + timedelta(minutes=2) and abs(when - 99.8) < 0.001
     assert history.settled(before=101.8) == T0 + timedelta(minutes=2)
+
+
+async def test_the_stage_hears_the_earliest_record_a_task_holds_back_only_when_it_holds_all_it_has_in_the_broker() -> (
+    None
+):
+    """TaskRunner.held_back: a task waiting for a quiet input holds its claims; if the consumer has handed over
+    every record the broker had (the end offsets the stage asked for), the stage may bound the task at the
+    earliest of them instead of its clock. Not while records are on their way, fetched but not handed over, or
+    taken for a transaction not committed yet."""
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    await tasks.add([record("claims", 0, 5), record("claims", 1, 3)])
+    assert applied == []  # waiting for notes and acks
+    claims = TopicPartition("claims", 0)
+    ends = {TopicPartition(topic, 0): 0 for topic in TOPICS} | {claims: 2}
+    consumer.positions[claims] = 2
+    assert await tasks.held_back({0}, ends) == {}  # a consumer whose getmany it does not hear of
+    tasks.watched = consumer
+    assert await tasks.held_back({0}, ends) == {0: T0 + timedelta(minutes=3)}  # the earliest, not the head
+    assert await tasks.held_back({1}, ends) == {}  # not this replica's task
+
+    consumer.positions[claims] = 1  # one fetched, not handed over yet
+    assert await tasks.held_back({0}, ends) == {}
+    consumer.positions[claims] = 2
+    tasks.in_flight.add(claims)  # handed out by getmany, not queued yet
+    assert await tasks.held_back({0}, ends) == {}
+    tasks.in_flight.clear()
+    tasks.applying.add(0)  # records taken, their transaction not committed
+    assert await tasks.held_back({0}, ends) == {}
+    tasks.applying.clear()
+    assert await tasks.held_back({0}, {claims: 2}) == {}  # an input the broker did not answer for
+    tasks.unsure.add(0)  # a transaction of it failed: what it took may be neither queued nor stored
+    assert await tasks.held_back({0}, ends) == {}
+    tasks.assign({0})
+    assert await tasks.held_back({0}, ends) == {0: T0 + timedelta(minutes=3)}
+
+
+async def test_records_handed_out_while_the_stage_asked_for_positions_are_not_passed_over() -> None:
+    """A position aiokafka does not know yet is waited for; meanwhile getmany may hand out an acknowledgement
+    (in flight, not queued): the task must not count as holding everything."""
+    consumer, applied = FakeConsumer(), []
+    tasks = runner(consumer, applied)
+    tasks.watched = consumer
+    await tasks.add([record("claims", 0, 5)])
+    acks = TopicPartition("acks", 0)
+    ends = {TopicPartition(topic, 0): 0 for topic in TOPICS} | {TopicPartition("claims", 0): 1, acks: 1}
+    consumer.positions[TopicPartition("claims", 0)] = 1
+    known = consumer.position
+
+    async def position(tp: TopicPartition) -> int:
+        if tp == acks:
+            await asyncio.sleep(0)
+            tasks.in_flight.add(acks)  # getmany handed it out; the handler has not queued it
+            return 1
+        return await known(tp)
+
+    consumer.position = position  # type: ignore[method-assign]
+    assert await tasks.held_back({0}, ends) == {}
+
+
+async def test_a_task_counts_as_applying_from_the_take_until_its_transaction_ends() -> None:
+    consumer, seen = FakeConsumer(), []
+    tasks = runner(consumer, [])
+
+    async def apply(batches: Any) -> BatchReport:
+        seen.append(set(tasks.applying))
+        return BatchReport()
+
+    tasks.apply = apply
+    await tasks.add([record("claims", 0, 1), record("notes", 0, 2), record("acks", 0, 3)])
+    assert seen == [{0}] and tasks.applying == set() and tasks.unsure == set()
+
+    async def fails(batches: Any) -> BatchReport:
+        raise asyncio.CancelledError  # shutting down in the middle of it
+
+    tasks.apply = fails
+    with pytest.raises(asyncio.CancelledError):
+        await tasks.add([record("claims", 1, 4), record("notes", 1, 5), record("acks", 1, 6)])
+    assert tasks.applying == set() and tasks.unsure == {0}
