@@ -45,8 +45,9 @@ def _note_cases() -> list[sa.Row]:
 
 
 def _rename(pairs: list[tuple[str, str]]) -> None:
-    for old, new in pairs:
-        op.get_bind().execute(sa.text("UPDATE cases SET case_id = :new WHERE case_id = :old"), {"new": new, "old": old})
+    if pairs:  # one executemany: a store may hold many such cases
+        rename = sa.text("UPDATE cases SET case_id = :new WHERE case_id = :old")
+        op.get_bind().execute(rename, [{"new": new, "old": old} for old, new in pairs])
 
 
 def upgrade() -> None:
