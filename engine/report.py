@@ -324,6 +324,20 @@ async def build_report(
         note_code_rows = (
             await conn.execute(select(t.notes.c.provider_npi, t.notes.c.service_date, t.notes.c.procedure_codes))
         ).all()
+        # A visit two clinicians sign is a case of each author whose note shows the gap (each pattern counts it),
+        # but it was billed once: the undercoding total counts it once, at the larger estimate.
+        c = t.cases.c
+        undercoded_ids = select(t.patterns.c.pattern_id).where(
+            scoped, t.patterns.c.root_cause == UNDERCODED, t.patterns.c.status != "withdrawn"
+        )
+        co_signed = (
+            await conn.execute(
+                select(func.sum(c.amount), func.max(c.amount))
+                .where(c.pattern_id.in_(undercoded_ids))
+                .group_by(c.encounter_id, c.procedure_code)
+                .having(func.count() > 1)
+            )
+        ).all()
         effect_pattern_rows = (
             await conn.execute(
                 select(
@@ -460,7 +474,9 @@ async def build_report(
             "patterns": len(undercoded),
             "open": sum(1 for p in undercoded if p["status"] == "open"),
             "cases": sum(p["case_count"] for p in undercoded),
-            "unbilled_estimate": _money(Decimal(p["amount_at_risk"]) for p in undercoded),
+            "unbilled_estimate": _money(
+                [*(Decimal(p["amount_at_risk"]) for p in undercoded), *(top - total for total, top in co_signed)]
+            ),
             "by_pattern": [
                 {k: p[k] for k in ("pattern_id", "provider_npi", "procedure_code", "status", "case_count")}
                 | {"unbilled_estimate": p["amount_at_risk"]}

@@ -289,6 +289,8 @@ class Engine:
         latest = state.latest_note(event.encounter_id)
         if latest is not None and latest.note_id == note.note_id:
             for case in state.cases_of_encounter(event.encounter_id):
+                if case.line_number == 0 and case.provider_npi != event.author.npi:
+                    continue  # found in another author's note (a co-signed visit): that note stays its evidence
                 if case.note_id != note.note_id:
                     case.note_id = note.note_id
                     state.save_case(case)

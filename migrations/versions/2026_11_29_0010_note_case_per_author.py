@@ -3,7 +3,9 @@
 A visit two clinicians sign (a resident and an attending) was one case, created by whichever author's task
 applied its note first: serve could then differ from replay. Each author whose note shows the gap now has a case
 of their own. The ids are derived as in engine/domain/ids.py of this revision (copied here: a migration must keep
-working whatever the code does later). Only rows whose id is the old derivation are changed.
+working whatever the code does later). Only rows whose id is the old derivation are changed, and not one whose
+new id is taken already (a replica still on the code before wrote it again after the upgrade: both are kept).
+A visit both clinicians signed before this revision keeps its one case, of the author applied first.
 
 Revision ID: 0010
 Revises: 0009
@@ -51,22 +53,30 @@ def _rename(pairs: list[tuple[str, str]]) -> None:
 
 
 def upgrade() -> None:
+    rows = _note_cases()
+    present = {row.case_id for row in rows}
     pairs = []
-    for row in _note_cases():
+    for row in rows:
         if row.case_id == _derive("case", "note", row.encounter_id, row.procedure_code, row.root_cause):
             new = _derive("case", "note", row.encounter_id, row.procedure_code, row.root_cause, row.provider_npi)
-            pairs.append((row.case_id, new))
+            if new not in present:  # (a replica of the code before that wrote on after the upgrade: kept as is)
+                pairs.append((row.case_id, new))
     _rename(pairs)
 
 
 def downgrade() -> None:
-    pairs = []
-    for row in _note_cases():
+    rows = _note_cases()
+    present = {row.case_id for row in rows}
+    pairs, targets, visits = [], set(), set()
+    for row in rows:
         parts = ("case", "note", row.encounter_id, row.procedure_code, row.root_cause)
         if row.case_id == _derive(*parts, row.provider_npi):
-            pairs.append((row.case_id, _derive(*parts)))
-    shared = len(pairs) - len({new for _, new in pairs})
-    if shared:
+            old = _derive(*parts)
+            if old in present or old in targets:
+                visits.add((row.encounter_id, row.procedure_code))
+            targets.add(old)
+            pairs.append((row.case_id, old))
+    if visits:
         # Two authors' cases of one visit were one case before: no row can say which one it would have been.
-        raise RuntimeError(f"cannot downgrade: {shared} visits have an undercoding case of each of two authors")
+        raise RuntimeError(f"cannot downgrade: {len(visits)} visits have an undercoding case of more than one author")
     _rename(pairs)

@@ -65,7 +65,7 @@ def _case(case_id: str, npi: str, line_number: int, root_cause: str) -> dict[str
 
 async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> None:
     """Cases found in notes before 0010 were one per visit and code; their ids now include the author's NPI
-    (a claim's case keeps its id). Going back is refused once a visit has a case of each of two authors."""
+    (a claim's case keeps its id). Going back is refused once a visit has cases of more than one author."""
     config = alembic_config(store_url)
     await asyncio.to_thread(command.downgrade, config, "0009")
     cause = "em_level_undercoded"
@@ -81,12 +81,21 @@ async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> N
         await asyncio.to_thread(command.upgrade, config, "head")
         async with database.connect() as conn:
             found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
-        assert found == {ids.note_case_id("ENC-1", "99213", cause, "1000000001"), claim_case}
+        new = ids.note_case_id("ENC-1", "99213", cause, "1000000001")
+        assert found == {new, claim_case}
 
+        await asyncio.to_thread(command.downgrade, config, "0009")  # one author per visit: back as it was
+        async with database.connect() as conn:
+            assert set((await conn.execute(select(t.cases.c.case_id))).scalars()) == {old, claim_case}
+        # A replica of the code before may write an old id after the upgrade, next to the new one: kept.
         async with database.begin() as conn:
-            second = ids.note_case_id("ENC-1", "99213", cause, "1000000002")
-            await conn.execute(insert(t.cases), [_case(second, "1000000002", 0, cause)])
-        with pytest.raises(RuntimeError, match="1 visits have an undercoding case of each of two authors"):
+            await conn.execute(insert(t.cases), [_case(new, "1000000001", 0, cause)])
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.begin() as conn:
+            for author in ("1000000002", "1000000003"):
+                second = ids.note_case_id("ENC-1", "99213", cause, author)
+                await conn.execute(insert(t.cases), [_case(second, author, 0, cause)])
+        with pytest.raises(RuntimeError, match="1 visits have an undercoding case of more than one author"):
             await asyncio.to_thread(command.downgrade, config, "0009")
     finally:
         await database.dispose()

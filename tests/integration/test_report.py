@@ -544,3 +544,30 @@ def test_the_page_stays_under_500_kb_on_a_large_world(tmp_path: Path) -> None:
     page = html_report(tmp_path)
     assert len(page.encode("utf-8")) < 500_000
     assert parse(page).problems == []
+
+
+def test_a_visit_two_clinicians_sign_counts_once_in_the_unbilled_estimate(tmp_path: Path) -> None:
+    """Three visits a resident and an attending both document at a lower level than their notes support: each
+    author has an undercoding pattern of three cases (each pattern shows its own estimate), but each visit was
+    billed once: the total counts it once (3 x 40.00, not 6 x 40.00)."""
+    resident, attending = npi("222222221"), npi("333333331")
+    events = [
+        note(
+            f"{who}-{day}",
+            signed_at=f"2026-03-0{day}T1{hour}:00:00Z",
+            service_date=f"2026-03-0{day}",
+            provider=author,
+            encounter_id=f"ENC-{day}",
+            procedure_codes=["99213"],
+            mdm_level="moderate",  # supports 99214: 130.00 - 90.00
+        )
+        for day in (2, 3, 4)
+        for who, author, hour in (("r", resident, 7), ("a", attending, 8))
+    ]
+    stream = tmp_path / "events.jsonl"
+    stream.write_text("".join(json.dumps(e) + "\n" for e in events))
+    store = tmp_path / "store"
+    cli("replay", str(stream), "--out", str(store))
+    undercoding = json_report(store)["undercoding"]
+    assert [(p["case_count"], p["unbilled_estimate"]) for p in undercoding["by_pattern"]] == [(3, "120.00")] * 2
+    assert (undercoding["patterns"], undercoding["cases"], undercoding["unbilled_estimate"]) == (2, 6, "120.00")

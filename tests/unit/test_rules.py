@@ -802,6 +802,17 @@ def test_an_addendum_to_an_undercoded_visit_is_the_same_case() -> None:
     assert world.pattern(A, "em_level_undercoded", "99213").case_count == 2
 
 
+def test_a_visit_two_clinicians_sign_is_a_case_of_each_with_their_own_note() -> None:
+    """A resident's and an attending's notes of one visit both support a higher level: a case of each, each
+    pointing at its own author's note (whether or not their NPIs share a task)."""
+    world = World()
+    undercoded_note(world, 1, "2026-03-02", provider=A, encounter_id="ENC-1")
+    undercoded_note(world, 2, "2026-03-02", provider=B, encounter_id="ENC-1")  # latest on the tie (note id)
+    cases = {case.provider_npi: case for case in world.state.cases_of_encounter("ENC-1")}
+    assert set(cases) == {A, B}
+    assert cases[A].note_id == cases[A].claim_id == "NOTE-u1" and cases[B].note_id == cases[B].claim_id == "NOTE-u2"
+
+
 def test_a_note_at_its_supported_level_is_no_undercoding_case() -> None:
     world = World()
     for i, day in enumerate(("2026-03-02", "2026-03-09", "2026-03-16")):
