@@ -133,6 +133,14 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
+def co_signed_note(undercoding: dict[str, Any]) -> str:
+    """What the undercoding line says of visits two clinicians documented (counted once in the estimate)."""
+    visits = undercoding.get("co_signed_visits", 0)
+    if not visits:
+        return ""
+    return f" ({visits:,} visit{'s' if visits != 1 else ''} documented by two clinicians, each counted once)"
+
+
 def _money(amounts: Iterable[Decimal]) -> str:
     return f"{sum(amounts, Decimal('0')):.2f}"
 
@@ -477,6 +485,7 @@ async def build_report(
             "unbilled_estimate": _money(
                 [*(Decimal(p["amount_at_risk"]) for p in undercoded), *(top - total for total, top in co_signed)]
             ),
+            "co_signed_visits": len(co_signed),  # in two authors' patterns, once in the estimate
             "by_pattern": [
                 {k: p[k] for k in ("pattern_id", "provider_npi", "procedure_code", "status", "case_count")}
                 | {"unbilled_estimate": p["amount_at_risk"]}
@@ -1088,7 +1097,7 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
     if under and under["patterns"]:
         lines.append(
             f"Undercoding (apart from denials): {under['patterns']} patterns, {under['cases']} notes, "
-            f"{dollars(under['unbilled_estimate'])} estimated left unbilled"
+            f"{dollars(under['unbilled_estimate'])} estimated left unbilled{co_signed_note(under)}"
         )
     if any(a["received"] or a["grouped"] or a["inhibited"] or a["silenced"] for a in report["volume"]):
         lines += ["", "Messages per recipient (what people received; grouped into digests, inhibited, silenced):"]

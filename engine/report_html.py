@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.report import (
     DEFAULT_LIMIT,
+    co_signed_note,
     date_range_text,
     dollars,
     escalation_order,
@@ -305,6 +306,7 @@ class _Page:
             findings.append(
                 f"<strong>Undercoding</strong> (apart from denials): {plural(under['patterns'], 'pattern')}, "
                 f"{plural(under['cases'], 'note')}, {dollars(under['unbilled_estimate'])} estimated left unbilled"
+                f"{co_signed_note(under)}"
             )
         worst = [*report["by_provider"][:3]]
         if worst and Decimal(worst[0]["amount_at_risk"]) > 0:

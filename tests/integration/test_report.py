@@ -571,3 +571,6 @@ def test_a_visit_two_clinicians_sign_counts_once_in_the_unbilled_estimate(tmp_pa
     undercoding = json_report(store)["undercoding"]
     assert [(p["case_count"], p["unbilled_estimate"]) for p in undercoding["by_pattern"]] == [(3, "120.00")] * 2
     assert (undercoding["patterns"], undercoding["cases"], undercoding["unbilled_estimate"]) == (2, 6, "120.00")
+    assert undercoding["co_signed_visits"] == 3
+    said = "$120.00 estimated left unbilled (3 visits documented by two clinicians, each counted once)"
+    assert said in cli("report", "--database-url", url(store)) and said in html_report(store)
