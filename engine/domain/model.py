@@ -57,6 +57,11 @@ class Case:
     def key(self) -> PatternKey:
         return PatternKey(self.provider_npi, self.root_cause, self.procedure_code)
 
+    @property
+    def found_in_note(self) -> bool:
+        """A case found in a signed note (undercoding): the note stands where the claim would, at line 0."""
+        return self.line_number == 0
+
 
 @dataclass(frozen=True)
 class EvidenceRef:

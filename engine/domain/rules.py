@@ -289,7 +289,7 @@ class Engine:
         latest = state.latest_note(event.encounter_id)
         if latest is not None and latest.note_id == note.note_id:
             for case in state.cases_of_encounter(event.encounter_id):
-                if case.line_number == 0 and case.provider_npi != event.author.npi:
+                if case.found_in_note and case.provider_npi != event.author.npi:
                     continue  # found in another author's note (a co-signed visit): that note stays its evidence
                 if case.note_id != note.note_id:
                     case.note_id = note.note_id
