@@ -133,6 +133,15 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
+def two_providers_note(totals: dict[str, Any]) -> str:
+    """What the amount at risk says of claim lines denied under two providers (in each one's pattern)."""
+    lines = totals.get("lines_of_two_providers", 0)
+    if not lines:
+        return ""
+    amount = dollars(totals["amount_of_two_providers"])
+    return f" ({plural(lines, 'claim line')} denied under two providers: {amount} of it counted in each one's patterns)"
+
+
 def co_signed_note(undercoding: dict[str, Any]) -> str:
     """What the undercoding line says of visits two clinicians documented (counted once in the estimate)."""
     visits = undercoding.get("co_signed_visits", 0)
@@ -346,6 +355,15 @@ async def build_report(
                 .having(func.count() > 1)
             )
         ).all()
+        # A claim line denied under one rendering provider and again under another (a corrected NPI) is a case of
+        # each, in each one's pattern and figures: the totals say how much of the amount at risk that counts twice.
+        line = (c.claim_id, c.line_number, c.root_cause)
+        relined = select(*line).where(c.line_number != 0).group_by(*line).having(func.count() > 1).subquery()
+        relined_rows = (
+            await conn.execute(
+                select(*line, c.pattern_id, c.amount).join(relined, and_(*(x == relined.c[x.name] for x in line)))
+            )
+        ).all()
         effect_pattern_rows = (
             await conn.execute(
                 select(
@@ -417,6 +435,12 @@ async def build_report(
     notes_by_provider = {npi: DailyCounts(days) for npi, days in note_days.items()}
 
     at_risk = [p for p in patterns if p["status"] == AT_RISK]
+    at_risk_ids = {p["pattern_id"] for p in at_risk}
+    lines: dict[tuple[str, int, str], list[Decimal]] = defaultdict(list)
+    for claim_id, line_number, root_cause, pattern_id, amount in relined_rows:
+        if pattern_id in at_risk_ids:
+            lines[(claim_id, line_number, root_cause)].append(amount)
+    twice = [amounts for amounts in lines.values() if len(amounts) > 1]
     effect = _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None)
     by_week = _at_risk_by_week(patterns, denial_rows, clock)
     return {
@@ -433,6 +457,9 @@ async def build_report(
             "by_status": dict(Counter(p["status"] for p in patterns).most_common()),
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in at_risk),
             "cases_open": sum(p["case_count"] for p in at_risk),
+            # Lines denied under two providers, open in both: in each one's amount, so in the total twice.
+            "lines_of_two_providers": len(twice),
+            "amount_of_two_providers": _money(sum(amounts) - max(amounts) for amounts in twice),
             "escalations": len(escalations),
             "escalations_open": sum(1 for e in escalations if e["open"]),
             "escalations_by_reason": dict(sorted(Counter(e["reason"] for e in escalations).items())),
@@ -991,6 +1018,7 @@ def render_text(report: dict[str, Any], limit: int | None = DEFAULT_LIMIT) -> st
         f"{totals['withdrawn']} withdrawn); pre-bill alerts answered 'no change needed': {totals['alerts_no_change']}",
         f"  by status: {statuses}",
         f"Dollars at risk: {dollars(totals['amount_at_risk_open'])} in {plural(totals['open'], 'open pattern')}"
+        + two_providers_note(totals)
         + (f", {trend}" if trend else ""),
         f"Escalations: {totals['escalations']} raised; {escalation_text(report)}",
         "Where the loop works: " + ("; ".join(works) or "nowhere measurable yet"),

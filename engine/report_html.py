@@ -33,6 +33,7 @@ from engine.report import (
     scope_title,
     signed_dollars,
     status_text,
+    two_providers_note,
     verdict,
     week_start,
 )
@@ -234,6 +235,7 @@ class _Page:
             change = Decimal(trend["change"])
             arrow = "▲" if change > 0 else "▼" if change < 0 else "="
             trend_sub = f"{arrow} {signed_dollars(trend['change'])} over {plural(trend['weeks'], 'week')}"
+        trend_sub += two_providers_note(totals)
         cards = [
             ("amount_at_risk_open", "Dollars at risk", dollars(totals["amount_at_risk_open"]), trend_sub),
             (

@@ -11,8 +11,12 @@ def derive(*parts: object) -> str:
     return str(uuid.uuid5(DOCLOOP_NAMESPACE, "|".join(str(part) for part in parts)))
 
 
-def case_id(claim_id: str, line_number: int, root_cause: str) -> str:
-    return derive("case", claim_id, line_number, root_cause)
+def case_id(claim_id: str, line_number: int, root_cause: str, provider_npi: str) -> str:
+    """A denied claim line: one case per line, cause and rendering provider, so a resubmission denied again is
+    the same case, and one resubmitted under another provider (a corrected rendering NPI) is a case of that
+    provider: the denial is about the documentation of the provider the claim names, and that provider's events
+    are applied by that provider's task."""
+    return derive("case", claim_id, line_number, root_cause, provider_npi)
 
 
 def note_case_id(encounter_id: str, procedure_code: str, root_cause: str, author_npi: str) -> str:

@@ -151,7 +151,9 @@ class Engine:
         for line in event.lines:
             for finding in self.codebook.classify(line):
                 applied = True
-                case_id = ids.case_id(event.claim_id, line.line_number, finding.root_cause.value)
+                case_id = ids.case_id(
+                    event.claim_id, line.line_number, finding.root_cause.value, event.rendering_provider.npi
+                )
                 existing = state.case(case_id)
                 if existing is not None:
                     self._denied_again(existing, finding, state, now, out)

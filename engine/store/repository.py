@@ -547,7 +547,8 @@ class BatchLoader:
                     encounters[task].add(event.encounter_id)
                     for line in event.lines:
                         for finding in self.codebook.classify(line):
-                            case_ids[task].add(ids.case_id(event.claim_id, line.line_number, finding.root_cause.value))
+                            root_cause, npi = finding.root_cause.value, event.rendering_provider.npi
+                            case_ids[task].add(ids.case_id(event.claim_id, line.line_number, root_cause, npi))
                             keys[task].add(
                                 PatternKey(event.rendering_provider.npi, finding.root_cause, line.procedure_code)
                             )

@@ -70,7 +70,7 @@ async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> N
     await asyncio.to_thread(command.downgrade, config, "0009")
     cause = "em_level_undercoded"
     old = ids.derive("case", "note", "ENC-1", "99213", cause)
-    claim_case = ids.case_id("CLM-1", 1, "records_missing")
+    claim_case = ids.derive("case", "CLM-1", 1, "records_missing")  # its id before 0011
     database = connect(store_url)
     try:
         async with database.begin() as conn:
@@ -78,7 +78,7 @@ async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> N
                 insert(t.cases),
                 [_case(old, "1000000001", 0, cause), _case(claim_case, "1000000001", 1, "records_missing")],
             )
-        await asyncio.to_thread(command.upgrade, config, "head")
+        await asyncio.to_thread(command.upgrade, config, "0010")
         async with database.connect() as conn:
             found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
         new = ids.note_case_id("ENC-1", "99213", cause, "1000000001")
@@ -90,12 +90,53 @@ async def test_0010_gives_each_authors_note_case_its_own_id(store_url: str) -> N
         # A replica of the code before may write an old id after the upgrade, next to the new one: kept.
         async with database.begin() as conn:
             await conn.execute(insert(t.cases), [_case(new, "1000000001", 0, cause)])
-        await asyncio.to_thread(command.upgrade, config, "head")
+        await asyncio.to_thread(command.upgrade, config, "0010")
         async with database.begin() as conn:
             for author in ("1000000002", "1000000003"):
                 second = ids.note_case_id("ENC-1", "99213", cause, author)
                 await conn.execute(insert(t.cases), [_case(second, author, 0, cause)])
         with pytest.raises(RuntimeError, match="1 visits have an undercoding case of more than one author"):
             await asyncio.to_thread(command.downgrade, config, "0009")
+    finally:
+        await database.dispose()
+
+
+async def test_0011_gives_each_providers_claim_case_its_own_id(store_url: str) -> None:
+    """Cases of denied claim lines before 0011 were one per line and cause; their ids now include the rendering
+    provider's NPI (a case found in a note keeps its id). Going back is refused once a line has cases of more
+    than one provider."""
+    config = alembic_config(store_url)
+    await asyncio.to_thread(command.downgrade, config, "0010")
+    cause = "records_missing"
+    old = ids.derive("case", "CLM-1", 1, cause)
+    note_case = ids.note_case_id("ENC-1", "99213", "em_level_undercoded", "1000000001")
+    database = connect(store_url)
+    try:
+        async with database.begin() as conn:
+            await conn.execute(
+                insert(t.cases), [_case(old, "1000000001", 1, cause), _case(note_case, "1000000001", 0, cause)]
+            )
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.connect() as conn:
+            found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
+        new = ids.case_id("CLM-1", 1, cause, "1000000001")
+        assert found == {new, note_case}
+
+        await asyncio.to_thread(command.downgrade, config, "0010")  # one provider per line: back as it was
+        async with database.connect() as conn:
+            assert set((await conn.execute(select(t.cases.c.case_id))).scalars()) == {old, note_case}
+        # A replica of the code before may write an old id after the upgrade, next to the new one: kept.
+        async with database.begin() as conn:
+            await conn.execute(insert(t.cases), [_case(new, "1000000001", 1, cause)])
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.connect() as conn:
+            assert set((await conn.execute(select(t.cases.c.case_id))).scalars()) == {old, new, note_case}
+        async with database.begin() as conn:
+            await conn.execute(t.cases.delete().where(t.cases.c.case_id == old))
+            for provider in ("1000000002", "1000000003"):
+                second = ids.case_id("CLM-1", 1, cause, provider)
+                await conn.execute(insert(t.cases), [_case(second, provider, 1, cause)])
+        with pytest.raises(RuntimeError, match="1 claim lines have a case of more than one provider"):
+            await asyncio.to_thread(command.downgrade, config, "0010")
     finally:
         await database.dispose()

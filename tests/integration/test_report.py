@@ -574,3 +574,32 @@ def test_a_visit_two_clinicians_sign_counts_once_in_the_unbilled_estimate(tmp_pa
     assert undercoding["co_signed_visits"] == 3
     said = "$120.00 estimated left unbilled (3 visits documented by two clinicians, each counted once)"
     assert said in cli("report", "--database-url", url(store)) and said in html_report(store)
+
+
+def test_a_claim_line_denied_under_two_providers_is_said_with_the_amount_at_risk(tmp_path: Path) -> None:
+    """One of a provider's claim lines corrected to another rendering provider and denied again is a case of each
+    (each pattern shows its own amount, and the tables add them): the total says how much of it is there twice."""
+    first, second = npi("222222221"), npi("333333331")
+    denials = [("a1", first, None), ("a2", first, None), ("a3", first, None)]
+    denials += [("b1", second, None), ("b2", second, None), ("b3", second, "a3")]
+    events = [
+        claim(
+            event_id,
+            occurred_at=f"2026-02-0{day}T09:00:00Z",
+            service_date=f"2026-01-1{day}",
+            provider=provider,
+            claim_id=f"CLM-{same or event_id}",
+            encounter_id=f"ENC-{same or event_id}",
+        )
+        for day, (event_id, provider, same) in enumerate(denials, start=1)
+    ]
+    stream = tmp_path / "events.jsonl"
+    stream.write_text("".join(json.dumps(e) + "\n" for e in events))
+    store = tmp_path / "store"
+    cli("replay", str(stream), "--out", str(store))
+    totals = json_report(store)["totals"]
+    assert (totals["open"], totals["cases_open"], totals["amount_at_risk_open"]) == (2, 6, "1260.00")
+    assert (totals["lines_of_two_providers"], totals["amount_of_two_providers"]) == (1, "210.00")
+    said = "$1,260.00 in 2 open patterns (1 claim line denied under two providers: $210.00 of it counted in each"
+    assert said in cli("report", "--database-url", url(store))
+    assert "1 claim line denied under two providers: $210.00 of it counted in each" in html_report(store)

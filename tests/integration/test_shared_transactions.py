@@ -158,6 +158,23 @@ async def test_a_visit_two_clinicians_sign_is_a_case_of_each_whatever_the_order(
     assert await applied(await wiped(store_url), together=False, given=handed) == alone
 
 
+async def test_a_claim_resubmitted_under_another_provider_is_a_case_of_each_whatever_the_order(
+    store_url: str,
+) -> None:
+    """A claim line denied under one rendering provider, corrected to another and denied again: keyed by each
+    provider's NPI, the two denials are two tasks. With one case per line the task that got there first owned
+    it (and the other task's denial changed that provider's case and pattern); with a case per line and
+    rendering provider the store does not depend on the order."""
+    line: dict[str, Any] = {"claim_id": "CLM-corrected", "encounter_id": "ENC-corrected", "service_date": "2026-01-28"}
+    first = claim("first", occurred_at="2026-02-03T09:00:00Z", provider=provider_in(0), **line)
+    corrected = claim("corrected", occurred_at="2026-02-03T09:00:00Z", provider=provider_in(1), **line)
+    alone, together = await both_ways(store_url, [{0: [first], 1: [corrected]}])
+    assert together == alone
+    assert len(alone["cases"]) == 2
+    handed = [{1: raws([corrected])}, {0: raws([first])}]
+    assert await applied(await wiped(store_url), together=False, given=handed) == alone
+
+
 async def test_a_misrouted_acknowledgement_next_to_a_claim_of_its_pattern(store_url: str) -> None:
     a = provider_in(0)
     later = claim("c3", occurred_at="2026-02-05T09:00:00Z", service_date="2026-01-29", provider=a)

@@ -160,6 +160,28 @@ def test_a_resubmission_denied_again_updates_the_same_case() -> None:
     assert world.notifications("pattern_recurring") == []
 
 
+def test_a_resubmission_under_another_provider_denied_again_is_a_case_of_that_provider() -> None:
+    """A corrected rendering NPI: the denial names the other provider's documentation, and is keyed (and
+    applied) by that provider's task, so it is a case of theirs; the first provider's case stays as it was."""
+    world = World()
+    three_denials(world)
+    world.send(
+        claim(
+            "corrected",
+            occurred_at="2026-02-20T09:00:00Z",
+            service_date="2026-01-19",
+            provider=B,
+            claim_id=f"CLM-{A}-2",
+            adjustments=[("CO", "150", "200.00")],
+            amount="200.00",
+        )
+    )
+    assert world.pattern(A).case_count == 3
+    assert world.pattern(A).amount_at_risk == Decimal("555.00")
+    assert world.pattern(B).case_count == 1
+    assert world.pattern(B).amount_at_risk == Decimal("200.00")
+
+
 def test_a_note_arriving_after_its_denial_links_to_the_case() -> None:
     world = World()
     later_denial(world, "x1", "2026-01-05", "2026-02-02T09:00:00Z")
