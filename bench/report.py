@@ -174,6 +174,11 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
         for name in ("p50", "p99"):
             value = _percentile(no_wait, name)
             rows.append(Row(f"latency {name}, ms, DOCLOOP_TASK_IDLE_MS=0 (no wait)", fmt(value, 1)))
+    low = results.get("latency_low_rate") or {}
+    if low:
+        for name in ("p50", "p99"):
+            value = _percentile(low, name)
+            rows.append(Row(f"latency {name}, ms, at {low.get('offered_rate')} events/s", fmt(value, 1)))
     sc = results.get("scale") or {}
     loaded = (sc.get("preloaded") or {}).get("events_per_s")
     empty = (sc.get("empty") or {}).get("events_per_s")

@@ -24,7 +24,9 @@ latency     a fresh serve and database process BENCH_WARMUP events first; then s
             opens the pattern. Latency = when a consumer of the notifications topic receives that pattern's
             pattern_opened (matched by pattern.provider_npi) minus when the third denial was handed to the
             producer. Probes count toward the offered rate. Then the same again with DOCLOOP_TASK_IDLE_MS=0
-            (unless it is 0 already): the engine's own path, reported without a target.
+            (unless it is 0 already): the engine's own path, reported without a target. Then the default again
+            at BENCH_LOW_RATE events/s (default 5; 0: skipped), a small hospital's feed, where a record's own
+            quiet inputs and other tasks' held-back records decide (reported without a target).
 scaleout    BENCH_SCALEOUT_EVENTS events (default BENCH_EVENTS) through serve with 1 replica and
             with 3 replicas in one consumer group (6 partitions: 6 tasks), each run on fresh topics and a fresh
             database reached through a loopback proxy that delays every chunk by BENCH_PROXY_DELAY_MS (default
@@ -120,6 +122,7 @@ class Config:
     scale_cases: int = 1_000_000
     scale_open_share: float = 0.0
     rate: int = 200
+    low_rate: int = 5
     latency_seconds: int = 60
     probes: int = 150
     warmup: int = 5_000
@@ -154,6 +157,7 @@ class Config:
             scale_cases=_int("BENCH_SCALE_CASES", 1_000_000),
             scale_open_share=_float("BENCH_SCALE_OPEN_SHARE", 0.0),
             rate=_int("BENCH_RATE", 200),
+            low_rate=_int("BENCH_LOW_RATE", 5),
             latency_seconds=_int("BENCH_LATENCY_SECONDS", 60),
             probes=_int("BENCH_PROBES", 150),
             warmup=_int("BENCH_WARMUP", 5_000),
@@ -1065,19 +1069,23 @@ class Bench:
 
     async def latency(self) -> None:
         """With the configured DOCLOOP_TASK_IDLE_MS (the figure with a target), then with 0: what the engine's
-        own path costs when nothing waits for a quiet input (Kafka Streams' default)."""
+        own path costs when nothing waits for a quiet input (Kafka Streams' default); then at a low rate, where
+        a record's own inputs are quiet too (what a small hospital's feed sees)."""
         self.results["latency"] = await self._latency_run(None)
         if os.environ.get("DOCLOOP_TASK_IDLE_MS", "") != "0":
             self.results["latency_no_wait"] = await self._latency_run("0")
+        if self.cfg.low_rate:
+            self.results["latency_low_rate"] = await self._latency_run(None, self.cfg.low_rate)
 
-    async def _latency_run(self, idle_ms: str | None) -> dict[str, Any]:
+    async def _latency_run(self, idle_ms: str | None, rate: int | None = None) -> dict[str, Any]:
         cfg = self.cfg
-        slots = cfg.rate * cfg.latency_seconds
+        rate = rate or cfg.rate
+        slots = rate * cfg.latency_seconds
         probes = min(cfg.probes, max(1, slots // 12))
         background_count = slots - 3 * probes
         _, events = simulated(cfg, cfg.warmup + background_count)
         warm, background = events[: cfg.warmup], events[cfg.warmup :]
-        run = "lat" if idle_ms is None else f"lat{idle_ms}"
+        run = ("lat" if idle_ms is None else f"lat{idle_ms}") + ("" if rate == cfg.rate else f"r{rate}")
         topics = Topics(f"bench.{self.run_id}.{run}.")
         await self.kafka.create(topics)
         ends = await self.kafka.produce(topics, warm)
@@ -1090,7 +1098,7 @@ class Bench:
             env["DOCLOOP_TASK_IDLE_MS"] = idle_ms
             log(f"latency: again with DOCLOOP_TASK_IDLE_MS={idle_ms}")
         process, path = self.procs.start(
-            f"serve-latency{'' if idle_ms is None else '-idle' + idle_ms}",
+            f"serve-latency{'' if idle_ms is None else '-idle' + idle_ms}{'' if rate == cfg.rate else f'-rate{rate}'}",
             [sys.executable, "-m", "engine.cli", "serve"],
             env,
         )
@@ -1100,11 +1108,11 @@ class Bench:
             if warmed.timed_out:
                 raise RuntimeError("serve did not finish the warm-up in time")
             log(
-                f"  warm-up done in {warmed.seconds:.1f} s; offering {cfg.rate} events/s for "
+                f"  warm-up done in {warmed.seconds:.1f} s; offering {rate} events/s for "
                 f"{cfg.latency_seconds} s with {probes} probe patterns"
             )
             cpu_before, offer_started = cpu_seconds(process.pid), time.monotonic()
-            measured = await self._offer(topics, background, probes, process)
+            measured = await self._offer(topics, background, probes, process, rate)
             cpu = _delta(cpu_seconds(process.pid), cpu_before)
             # serve's share of one core while offered the rate: what a steady hospital feed costs it
             measured["serve_cpu_share"] = None if cpu is None else cpu / (time.monotonic() - offer_started)
@@ -1129,11 +1137,11 @@ class Bench:
         return measured
 
     async def _offer(
-        self, topics: Topics, background: list[Event], probes: int, process: subprocess.Popen[bytes]
+        self, topics: Topics, background: list[Event], probes: int, process: subprocess.Popen[bytes], rate: int
     ) -> dict[str, Any]:
         cfg = self.cfg
         slots = len(background) + 3 * probes
-        lead = max(2, int(cfg.rate * 2))  # the first two denials go out about 2 s before the third
+        lead = max(2, int(rate * 2))  # the first two denials go out about 2 s before the third
         npis = [probe_npi(k) for k in range(probes)]
         # Where each probe event goes in the stream: the third denials spread evenly after the lead.
         plan: dict[int, tuple[int, int]] = {}
@@ -1143,7 +1151,7 @@ class Bench:
                 slot += 1
             plan[slot] = item
 
-        span = max(1, slots - lead - 3 - int(cfg.rate))  # leave the last second free of third denials
+        span = max(1, slots - lead - 3 - int(rate))  # leave the last second free of third denials
         for k in range(probes):
             third = lead + 2 + (k * span) // probes
             place(third - lead, (k, 1))
@@ -1200,7 +1208,7 @@ class Bench:
         total = sum(item is not None for item in sequence)
         try:
             for i, item in enumerate(sequence):
-                delay = started + i / cfg.rate - time.monotonic()
+                delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if item is None:
@@ -1242,7 +1250,7 @@ class Bench:
         values = {f"p{q}": report.percentile(latencies, q) for q in (50, 95, 99)}
         finite = [v for v in latencies if not math.isinf(v)]
         result: dict[str, Any] = {
-            "offered_rate": cfg.rate,
+            "offered_rate": rate,
             "achieved_rate": total / offered_seconds if offered_seconds > 0 else None,
             "seconds": offered_seconds,
             "events": total,
@@ -1273,6 +1281,7 @@ class Bench:
                     "scale_cases": cfg.scale_cases,
                     "scale_open_share": cfg.scale_open_share,
                     "rate": cfg.rate,
+                    "low_rate": cfg.low_rate,
                     "latency_seconds": cfg.latency_seconds,
                     "probes": cfg.probes,
                     "warmup": cfg.warmup,

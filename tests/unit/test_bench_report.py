@@ -79,6 +79,7 @@ def test_table_rows_and_alignment() -> None:
         },
         "latency": {"p50_ms": 50.0, "p95_ms": 90.0, "p99_ms": None, "p99_unbounded": True},
         "latency_no_wait": {"p50_ms": 30.0, "p95_ms": 40.0, "p99_ms": 45.5},
+        "latency_low_rate": {"offered_rate": 5, "p50_ms": 2400.0, "p95_ms": 3000.0, "p99_ms": 3150.5},
         "scale": {
             "cases": 10,
             "empty": {"events_per_s": 400.0},
@@ -114,6 +115,8 @@ def test_table_rows_and_alignment() -> None:
     assert p99.value == "inf"
     no_wait = next(row for row in rows if row.measure.startswith("latency p99") and "=0" in row.measure)
     assert (no_wait.value, no_wait.result) == ("45.5", "")  # what the engine's own path costs: no target of its own
+    low = next(row for row in rows if row.measure == "latency p99, ms, at 5 events/s")
+    assert (low.value, low.result) == ("3150.5", "")  # a small hospital's feed: reported, no target of its own
     table = report.render_table(rows).splitlines()
     assert table[0].split() == ["measure", "value", "baseline", "ratio", "target", "pass/fail"]
     assert set(table[1]) <= {"-", " "}
