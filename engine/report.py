@@ -101,15 +101,6 @@ def status_text(status: str) -> str:
 # ---- small helpers -----------------------------------------------------------------------------------------------
 
 
-UNDERCODED = "em_level_undercoded"
-UNDERCODING_DEFINITION = (
-    "Signed notes whose documented MDM or total time supports a higher office E/M level than the code on the note, "
-    "grouped into patterns like denials (no denial needed). unbilled_estimate: the sum over those visits of the rate "
-    "of the supported code minus the rate of the code selected (engine/domain/data/em_rates.json, rough figures, "
-    "not a fee schedule). Not included in any denial figure (amounts at risk, open patterns, effect)."
-)
-
-
 class DailyCounts:
     """Counts per day, answering "how many between two dates" by binary search over running sums."""
 
@@ -139,7 +130,10 @@ def two_providers_note(totals: dict[str, Any]) -> str:
     if not lines:
         return ""
     amount = dollars(totals["amount_of_two_providers"])
-    return f" ({plural(lines, 'claim line')} denied under two providers: {amount} of it counted in each one's patterns)"
+    return (
+        f" ({plural(lines, 'claim line')} denied under more than one provider: {amount} of it counted in each one's"
+        " patterns)"
+    )
 
 
 def co_signed_note(undercoding: dict[str, Any]) -> str:
@@ -357,11 +351,18 @@ async def build_report(
         ).all()
         # A claim line denied under one rendering provider and again under another (a corrected NPI) is a case of
         # each, in each one's pattern and figures: the totals say how much of the amount at risk that counts twice.
+        # Only the cases of open patterns in scope are read (by the pattern index): a report stays cheap.
         line = (c.claim_id, c.line_number, c.root_cause)
-        relined = select(*line).where(c.line_number != 0).group_by(*line).having(func.count() > 1).subquery()
+        open_ids = select(t.patterns.c.pattern_id).where(
+            scoped, t.patterns.c.status == AT_RISK, t.patterns.c.root_cause != UNDERCODED
+        )
+        of_open = c.pattern_id.in_(open_ids)
+        relined = select(*line).where(of_open).group_by(*line).having(func.count() > 1).subquery()
         relined_rows = (
             await conn.execute(
-                select(*line, c.pattern_id, c.amount).join(relined, and_(*(x == relined.c[x.name] for x in line)))
+                select(*line, c.pattern_id, c.amount)
+                .where(of_open)
+                .join(relined, and_(*(x == relined.c[x.name] for x in line)))
             )
         ).all()
         effect_pattern_rows = (
@@ -457,7 +458,7 @@ async def build_report(
             "by_status": dict(Counter(p["status"] for p in patterns).most_common()),
             "amount_at_risk_open": _money(Decimal(p["amount_at_risk"]) for p in at_risk),
             "cases_open": sum(p["case_count"] for p in at_risk),
-            # Lines denied under two providers, open in both: in each one's amount, so in the total twice.
+            # Lines denied under more than one provider, open in each: in each one's amount, so in the total again.
             "lines_of_two_providers": len(twice),
             "amount_of_two_providers": _money(sum(amounts) - max(amounts) for amounts in twice),
             "escalations": len(escalations),

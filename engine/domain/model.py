@@ -30,7 +30,8 @@ class PatternStatus(StrEnum):
 
 @dataclass
 class Case:
-    """One denied claim line for one root cause. A resubmission denied again updates it."""
+    """One denied claim line for one root cause and rendering provider (or, line 0, a visit's undercoding found in
+    its author's note). A resubmission denied again under the same provider updates it."""
 
     case_id: str
     claim_id: str

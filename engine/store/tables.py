@@ -163,8 +163,8 @@ cases = Table(
     Column("note_id", String(128), nullable=True),
     Column("patient_hash", String(64), nullable=True),
     Column("task", Integer, nullable=False, server_default="0"),
-    # No unique (claim_id, line_number, root_cause): case_id is derived from exactly those (engine/domain/ids.py),
-    # so the primary key already enforces it, and every index is paid for on each insert.
+    # No unique (claim_id, line_number, root_cause, provider_npi): case_id is derived from exactly those
+    # (engine/domain/ids.py), so the primary key already enforces it, and every index is paid for on each insert.
     Index("ix_cases_pattern_service_date", "pattern_id", "service_date"),
 )
 

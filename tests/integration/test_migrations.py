@@ -125,7 +125,8 @@ async def test_0011_gives_each_providers_claim_case_its_own_id(store_url: str) -
         await asyncio.to_thread(command.downgrade, config, "0010")  # one provider per line: back as it was
         async with database.connect() as conn:
             assert set((await conn.execute(select(t.cases.c.case_id))).scalars()) == {old, note_case}
-        # A replica of the code before may write an old id after the upgrade, next to the new one: kept.
+        # A store that holds both ids of one provider's case (the new one written while it was back at 0010):
+        # both kept.
         async with database.begin() as conn:
             await conn.execute(insert(t.cases), [_case(new, "1000000001", 1, cause)])
         await asyncio.to_thread(command.upgrade, config, "head")
@@ -136,7 +137,38 @@ async def test_0011_gives_each_providers_claim_case_its_own_id(store_url: str) -
             for provider in ("1000000002", "1000000003"):
                 second = ids.case_id("CLM-1", 1, cause, provider)
                 await conn.execute(insert(t.cases), [_case(second, provider, 1, cause)])
-        with pytest.raises(RuntimeError, match="1 claim lines have a case of more than one provider"):
+        with pytest.raises(RuntimeError, match="1 claim lines have more than one case"):
             await asyncio.to_thread(command.downgrade, config, "0010")
+        async with database.begin() as conn:
+            await conn.execute(t.cases.delete())
+    finally:
+        await database.dispose()
+
+
+async def test_0011_renames_a_store_larger_than_a_page(store_url: str) -> None:
+    """The cases are read and renamed a page at a time (5,000: the migration job's memory must not grow with the
+    store): every one is renamed once, whichever page its new id falls in."""
+    config = alembic_config(store_url)
+    await asyncio.to_thread(command.downgrade, config, "0010")
+    lines = [(f"CLM-{i}", 1 + i % 3, "records_missing", f"100{i:07d}") for i in range(12_000)]
+    database = connect(store_url)
+    try:
+        async with database.begin() as conn:
+            rows = []
+            for claim_id, line_number, cause, provider in lines:
+                row = _case(ids.derive("case", claim_id, line_number, cause), provider, line_number, cause)
+                rows.append(row | {"claim_id": claim_id})
+            await conn.execute(insert(t.cases), rows)
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.connect() as conn:
+            found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
+        assert found == {ids.case_id(c, n, cause, p) for c, n, cause, p in lines}
+        await asyncio.to_thread(command.downgrade, config, "0010")
+        async with database.connect() as conn:
+            found = set((await conn.execute(select(t.cases.c.case_id))).scalars())
+        assert found == {ids.derive("case", c, n, cause) for c, n, cause, _ in lines}
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with database.begin() as conn:
+            await conn.execute(t.cases.delete())
     finally:
         await database.dispose()

@@ -600,6 +600,6 @@ def test_a_claim_line_denied_under_two_providers_is_said_with_the_amount_at_risk
     totals = json_report(store)["totals"]
     assert (totals["open"], totals["cases_open"], totals["amount_at_risk_open"]) == (2, 6, "1260.00")
     assert (totals["lines_of_two_providers"], totals["amount_of_two_providers"]) == (1, "210.00")
-    said = "$1,260.00 in 2 open patterns (1 claim line denied under two providers: $210.00 of it counted in each"
+    said = "$1,260.00 in 2 open patterns (1 claim line denied under more than one provider: $210.00 of it counted in"
     assert said in cli("report", "--database-url", url(store))
-    assert "1 claim line denied under two providers: $210.00 of it counted in each" in html_report(store)
+    assert "1 claim line denied under more than one provider: $210.00 of it counted in each" in html_report(store)
