@@ -125,7 +125,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def two_providers_note(totals: dict[str, Any]) -> str:
-    """What the amount at risk says of claim lines denied under two providers (in each one's pattern)."""
+    """What the amount at risk says of claim lines denied under more than one provider (in each one's pattern)."""
     lines = totals.get("lines_of_two_providers", 0)
     if not lines:
         return ""
@@ -360,7 +360,7 @@ async def build_report(
         relined = select(*line).where(of_open).group_by(*line).having(func.count() > 1).subquery()
         relined_rows = (
             await conn.execute(
-                select(*line, c.pattern_id, c.amount)
+                select(*line, c.amount)
                 .where(of_open)
                 .join(relined, and_(*(x == relined.c[x.name] for x in line)))
             )
@@ -436,11 +436,9 @@ async def build_report(
     notes_by_provider = {npi: DailyCounts(days) for npi, days in note_days.items()}
 
     at_risk = [p for p in patterns if p["status"] == AT_RISK]
-    at_risk_ids = {p["pattern_id"] for p in at_risk}
     lines: dict[tuple[str, int, str], list[Decimal]] = defaultdict(list)
-    for claim_id, line_number, root_cause, pattern_id, amount in relined_rows:
-        if pattern_id in at_risk_ids:
-            lines[(claim_id, line_number, root_cause)].append(amount)
+    for claim_id, line_number, root_cause, amount in relined_rows:  # of open patterns in scope only (the query)
+        lines[(claim_id, line_number, root_cause)].append(amount)
     twice = [amounts for amounts in lines.values() if len(amounts) > 1]
     effect = _effect(patterns, cases_by_pattern, notes_by_provider, clock.date() if clock else None)
     by_week = _at_risk_by_week(patterns, denial_rows, clock)
