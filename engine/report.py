@@ -141,7 +141,7 @@ def co_signed_note(undercoding: dict[str, Any]) -> str:
     visits = undercoding.get("co_signed_visits", 0)
     if not visits:
         return ""
-    return f" ({visits:,} visit{'s' if visits != 1 else ''} documented by two clinicians, each counted once)"
+    return f" ({plural(visits, 'visit')} documented by two clinicians, each counted once)"
 
 
 def _money(amounts: Iterable[Decimal]) -> str:
