@@ -119,6 +119,7 @@ class TaskRunner:
         self.idle_seconds = settings.task_idle_ms / 1000
         self.inputs: dict[int, TaskInputs] = {}
         self.lock = asyncio.Lock()  # one pump at a time; a rebalance waits for the pump in hand
+        self.committing: set[asyncio.Task[None]] = set()  # offset commits begun by a rebalance
         # Tasks apply their batches at once, but not more of them than the pool keeps connections for.
         self.slots = asyncio.Semaphore(max(1, settings.database_pool_size - RESERVED_CONNECTIONS))
         # Tasks assigned now: only these apply (a task held by two replicas for a moment would apply in two
@@ -404,6 +405,12 @@ class TaskRunner:
                     moved[tp] = max(moved.get(tp, 0), raw.offset + 1)
         return moved
 
+    def commit_soon(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit `offsets` (of this replica's partitions, best effort) from a task of its own."""
+        committing = asyncio.get_running_loop().create_task(self._commit(offsets))
+        self.committing.add(committing)  # (a reference, until it is done)
+        committing.add_done_callback(self.committing.discard)
+
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self.consumer()
         if consumer is None:
@@ -533,6 +540,12 @@ class TaskAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as error:  # records below the store's positions are skipped when applied anyway
             log.error("assignment: could not seek to the stored positions", extra={"error": type(error).__name__})
         self.runner.assign({tp.partition for tp in assigned})
+        if stored:
+            # The group's offsets can lag the store's: a batch applied while its partition was being revoked is
+            # not committed to Kafka (no longer this replica's), and records below the store's position are never
+            # applied again, so nothing would commit past them until new records came (lag shown for ever at the
+            # end of a feed). Committed once this rebalance is over: a commit inside it would wait for it.
+            self.runner.commit_soon({TopicPartition(topic, part): offset for (topic, part), offset in stored.items()})
         log.info(
             "partitions assigned",
             extra={
